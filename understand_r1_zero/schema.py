@@ -100,7 +100,14 @@ def read_jsonl(path: str, fields=(), what: str = "jsonl") -> list[dict]:
 
 
 def read_metrics(run_dir: str) -> list[dict]:
-    return read_jsonl(os.path.join(run_dir, "metrics.jsonl"), METRICS_REQUIRED, "metrics")
+    """All rows of a run's metrics.jsonl. The step-0 row holds only the evaluation before any
+    update (``step`` and ``eval/*``); every later row has all of ``METRICS_REQUIRED``."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    rows = read_jsonl(path, ("step",), "metrics")
+    for r in rows:
+        if r["step"] > 0:
+            check_row(r, METRICS_REQUIRED, f"metrics step {r['step']} ({path})")
+    return rows
 
 
 def rollout_path(run_dir: str, step: int) -> str:

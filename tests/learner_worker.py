@@ -1,0 +1,45 @@
+"""Run one Learner update on a fixed batch and save the resulting weights (used by test_learner).
+
+Usage: python learner_worker.py MODEL_DIR OUT ALGO ZERO_STAGE MICRO_BATCH [--updates K]
+Under torchrun each rank takes its contiguous share of the same global batch.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import torch  # noqa: E402
+
+
+def main():
+    model_dir, out, algo, zero, micro = sys.argv[1:6]
+    from understand_r1_zero.config import TrainConfig
+    from understand_r1_zero.learner import Learner, init_distributed
+    from understand_r1_zero.rollout import Sample
+
+    rank, world, _ = init_distributed(cpu=True)
+    N, G = 8, 4
+    cfg = TrainConfig(pretrain=model_dir, algo=algo, zero_stage=int(zero), micro_batch_size=int(micro),
+                      rollout_batch_size=N // G, num_samples=G, train_batch_size=N, generate_max_length=12,
+                      learning_rate=1e-2, max_norm=0.05, max_steps=1, prompt_data="unused")
+    g = torch.Generator().manual_seed(0)
+    samples = []
+    for i in range(N):  # varied prompt and response lengths
+        p = torch.randint(3, 500, (2 + i % 3,), generator=g).tolist()
+        r = torch.randint(3, 500, (1 + (5 * i) % 11,), generator=g).tolist()
+        samples.append(Sample(p, r, "", [0.0] * len(r), "stop"))
+    adv = torch.tensor([1.0, -0.5, 0.25, -0.75, 0.5, 0.0, -1.0, 1.5])
+    mask = torch.ones(N)
+    per = N // world
+    mine = slice(rank * per, (rank + 1) * per)
+    learner = Learner(cfg, model_dir, world_size=world, device=torch.device("cpu"))
+    learner.pad_id = 0
+    stats = learner.train(samples[mine], adv[mine], mask[mine], seed=0)
+    sd = learner.full_state_dict(rank)
+    if rank == 0:
+        torch.save({"state": sd, "stats": stats}, out)
+
+
+if __name__ == "__main__":
+    main()

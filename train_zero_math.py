@@ -1,0 +1,367 @@
+"""R1-Zero-style RL on math: ``python train_zero_math.py --flag value ...``.
+
+With no flags it runs the embedded CPU demo: a tiny model pretrained here on synthetic
+arithmetic, tuned with Dr. GRPO. Flags are the fields of ``understand_r1_zero.config.TrainConfig``
+(``--help`` lists them). Multi-process: ``torchrun --nproc_per_node N train_zero_math.py ...`` or
+``deepspeed --num_gpus N train_zero_math.py ...``; each rank colocates its own actor and owns
+``rollout_batch_size / N`` prompts per step.
+"""
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import json  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+
+class UserError(Exception):
+    """Bad flags or inputs: reported as one line, before any model loads."""
+
+
+def _seed_for(seed: int, step: int, rank: int) -> int:
+    # Sampling is seeded per (run, step, rank), so a resumed run samples exactly what the
+    # uninterrupted one did without restoring sampler RNG state.
+    return (seed * 1_000_003 + step * 1009 + rank * 17) % (2**31 - 1)
+
+
+def _resolve_pretrain(cfg, rank):
+    import torch.distributed as dist
+
+    if cfg.pretrain == "synthetic":
+        from understand_r1_zero.synthetic import build_base_model
+
+        path = build_base_model(seed=0) if rank == 0 else None
+        dist.barrier()
+        return path if rank == 0 else build_base_model(seed=0)
+    return cfg.pretrain
+
+
+def _check_pretrain(spec: str):
+    if spec == "synthetic":
+        return
+    p = os.path.expanduser(spec)
+    if os.path.isdir(p):
+        if not os.path.exists(os.path.join(p, "config.json")):
+            raise UserError(f"--pretrain {spec!r} has no config.json; point it to a HF model directory")
+    elif spec.startswith(("/", ".", "~")) or spec.count("/") != 1:
+        raise UserError(f"--pretrain {spec!r} does not exist; pass a local HF model directory, a hub "
+                        f"name like Qwen/Qwen2.5-Math-1.5B, or 'synthetic'")
+
+
+def _find_resume(cfg):
+    if not cfg.resume:
+        return None
+    if cfg.resume != "auto":
+        if not os.path.exists(os.path.join(cfg.resume, "trainer_state.json")):
+            raise UserError(f"--resume {cfg.resume!r} is not a checkpoint (no trainer_state.json); "
+                            f"pass a save_path/checkpoints/step_XXXXX dir or 'auto'")
+        return cfg.resume
+    root = os.path.join(cfg.save_path, "checkpoints")
+    done = sorted(d for d in os.listdir(root) if d.startswith("step_") and not d.endswith(".tmp")
+                  and os.path.exists(os.path.join(root, d, "trainer_state.json"))) if os.path.isdir(root) else []
+    return os.path.join(root, done[-1]) if done else None  # auto with nothing saved: fresh start
+
+
+def setup(flags: dict):
+    """Everything that can fail on bad input, before any model loads."""
+    from understand_r1_zero.config import from_flags
+    from understand_r1_zero.data import load_eval, load_prompts
+
+    try:
+        cfg = from_flags(**flags)
+        _check_pretrain(cfg.pretrain)
+        resume = _find_resume(cfg)
+        prompts = load_prompts(cfg.prompt_data, cfg.train_split, cfg.input_key, cfg.output_key,
+                               seed=cfg.seed, limit=cfg.max_train_samples)
+        evals = load_eval(cfg.eval_data, cfg.eval_tasks, cfg.input_key, cfg.output_key,
+                          seed=cfg.seed, limit=cfg.eval_limit)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise UserError(str(e)) from None
+    return cfg, resume, prompts, evals
+
+
+def main(**flags):
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from understand_r1_zero import losses, schema
+    from understand_r1_zero.actor import make_actor
+    from understand_r1_zero.data import PromptOrder
+    from understand_r1_zero.evaluation import evaluate
+    from understand_r1_zero.learner import Learner, init_distributed
+    from understand_r1_zero.math_grader import grade_batch
+    from understand_r1_zero.templates import get_template
+    from understand_r1_zero.tiny import save_model_dir
+
+    t_start = time.time()
+    cfg, resume, (questions, answers), eval_tasks = setup(flags)
+    cpu = not torch.cuda.is_available()
+    rank, world, local_rank = init_distributed(cpu)
+    try:
+        cfg.check_world(world)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    device = torch.device("cpu") if cpu else torch.device("cuda", local_rank)
+    if not cpu:
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed), np.random.seed(cfg.seed), random.seed(cfg.seed)
+    log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
+    tpl = get_template(cfg.prompt_template, for_training=True)
+    algo = losses.get_algorithm(cfg.algo)
+    P_rank = cfg.rollout_batch_size // world  # prompts per rank per step
+    G = cfg.num_samples
+    if rank == 0:
+        os.makedirs(cfg.save_path, exist_ok=True)
+        cfg.save(os.path.join(cfg.save_path, "config.json"))
+    log(json.dumps(cfg.to_dict(), indent=1))
+    log(f"[setup] {world} process(es) on {device.type}; {len(questions)} train prompts; "
+        f"{cfg.rollout_batch_size} prompts x {G} samples = {cfg.rollout_batch_size * G} responses/step; "
+        f"{cfg.updates_per_step} optimizer update(s)/step; eval tasks: {list(eval_tasks) or 'none'}")
+
+    # ---------------------------------------------------------------- models
+    base = _resolve_pretrain(cfg, rank)
+    actor_path = os.path.join(resume, "model") if resume else base
+    learner = Learner(cfg, base, world_size=world, device=device)
+    actor = make_actor(cfg.actor, actor_path, seed=cfg.seed + rank,
+                       dtype="bfloat16" if cfg.bf16 else "float32",
+                       gpu_memory_utilization=cfg.vllm_gpu_ratio,
+                       max_model_len=None, enable_sleep_mode=cfg.vllm_sleep)
+    tok = actor.tokenizer
+    learner.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    order = PromptOrder(len(questions), cfg.seed)
+    tracker = losses.QuantileTracker([cfg.mvar_alpha, cfg.mvar_beta], cfg.q_lr) if cfg.algo == "mvar" else None
+    start_step = 0
+    metrics_path = os.path.join(cfg.save_path, "metrics.jsonl")
+    if resume:
+        state = json.load(open(os.path.join(resume, "trainer_state.json")))
+        learner.load(resume)
+        start_step, order.position = state["step"], state["data_position"]
+        if tracker is not None and state.get("tracker"):
+            tracker.load_state_dict(state["tracker"])
+        rng = torch.load(os.path.join(resume, f"rng_rank{rank}.pt"), weights_only=False)
+        torch.set_rng_state(rng["torch"]), np.random.set_state(rng["numpy"]), random.setstate(rng["python"])
+        if rank == 0 and os.path.exists(metrics_path):  # drop rows logged after the checkpoint
+            rows = [r for r in schema.read_jsonl(metrics_path) if r["step"] <= start_step]
+            tmp = metrics_path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(schema.dumps(r) + "\n" for r in rows)
+            os.replace(tmp, metrics_path)
+        log(f"[resume] from {resume} at step {start_step} (prompt position {order.position})")
+    elif rank == 0 and os.path.exists(metrics_path):
+        os.remove(metrics_path)  # a fresh run in an old dir: don't append to stale metrics
+    tb = wb = None
+    if rank == 0 and cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(os.path.join(cfg.save_path, "tb"))
+    if rank == 0 and cfg.use_wb:
+        import wandb
+
+        wb = wandb.init(project=cfg.wb_project, name=cfg.wb_run_name or os.path.basename(cfg.save_path.rstrip("/")),
+                        config=cfg.to_dict(), resume="allow")
+
+    def log_row(row):
+        if rank != 0:
+            return
+        schema.append_jsonl(metrics_path, [row])
+        for k, v in row.items():
+            if k != "step" and isinstance(v, (int, float)):
+                if tb:
+                    tb.add_scalar(k, v, row["step"])
+        if wb:
+            wb.log(row, step=row["step"])
+
+    def run_eval(step):
+        """Greedy (by default) evaluation on every benchmark, by rank 0, through the same
+        ``evaluation.evaluate`` that evaluate_model.py uses."""
+        out = {}
+        if eval_tasks and rank == 0:
+            _, summary = evaluate(actor, eval_tasks, template=cfg.prompt_template, n_samples=cfg.eval_n,
+                                  temperature=cfg.eval_temperature, top_p=1.0,
+                                  max_tokens=cfg.eval_max_length, seed=cfg.seed,
+                                  grade_workers=cfg.grade_workers, model_name=f"step {step}")
+            for task, s in summary["tasks"].items():
+                out[f"eval/{task}/accuracy"] = s["accuracy"]
+                out[f"eval/{task}/response_len"] = s["response_len_mean"]
+                out[f"eval/{task}/formatted_frac"] = s["formatted_rate"]
+            out["eval/average/accuracy"] = summary["average"]["accuracy"]
+            log(f"[eval] step {step}: " + ", ".join(f"{k[5:]}={v:.3f}" for k, v in out.items() if k.endswith("accuracy")))
+        dist.barrier()
+        return out
+
+    def save_checkpoint(step):
+        root = os.path.join(cfg.save_path, "checkpoints")
+        final, tmp = os.path.join(root, f"step_{step:05d}"), os.path.join(root, f"step_{step:05d}.tmp")
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+        dist.barrier()
+        learner.save(tmp, {"step": step})  # optimizer, scheduler, (sharded) module
+        sd = learner.full_state_dict(rank)
+        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                   os.path.join(tmp, f"rng_rank{rank}.pt"))
+        if rank == 0:
+            learner.engine.module.save_pretrained(os.path.join(tmp, "model"), state_dict=sd, safe_serialization=True)
+            tok.save_pretrained(os.path.join(tmp, "model"))
+            state = {"step": step, "data_position": order.position, "world_size": world,
+                     "tracker": tracker.state_dict() if tracker else None, "config": cfg.to_dict()}
+            with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
+                json.dump(state, f, indent=1)
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(tmp, final)  # atomic: a checkpoint dir either is complete or is absent
+        dist.barrier()
+        log(f"[save] {final}")
+
+    # ---------------------------------------------------------------- step 0 eval
+    first_eval = run_eval(start_step) if start_step == 0 else {}
+    if first_eval:
+        log_row({"step": 0, **first_eval})
+    last_eval = first_eval
+    bar = tqdm(total=cfg.max_steps, initial=start_step, disable=rank != 0 or not cfg.progress,
+               dynamic_ncols=True, desc="RL")
+    for step in range(start_step + 1, cfg.max_steps + 1):
+        if cfg.num_prompt_epoch and order.position >= cfg.num_prompt_epoch * len(questions):
+            log(f"[done] {cfg.num_prompt_epoch} prompt epoch(s) consumed at step {step - 1}")
+            break
+        t0 = time.time()
+        # ============================================================ 1. sample prompts
+        batch = order.next(cfg.rollout_batch_size)[rank * P_rank : (rank + 1) * P_rank]
+        qs = [questions[i] for i in batch]
+        refs = [answers[i] for i in batch]
+        # ============================================================ 2. generate
+        t = time.time()
+        if cfg.vllm_sleep:
+            actor.wake()
+        groups = actor.generate([tpl(q) for q in qs], n=G, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_tokens=cfg.generate_max_length, stop=list(tpl.stop),
+                                include_stop=tpl.include_stop, seed=_seed_for(cfg.seed, step, rank))
+        if cfg.vllm_sleep:
+            actor.sleep()
+        flat = [s for g in groups for s in g]  # [P_rank * G], prompt-major
+        t_gen = time.time() - t
+        # ============================================================ 3. grade
+        t = time.time()
+        graded = grade_batch([s.text for s in flat], [r for r in refs for _ in range(G)],
+                             template=cfg.prompt_template, timeout_s=cfg.grade_timeout,
+                             num_workers=cfg.grade_workers)
+        t_grade = time.time() - t
+        trunc = torch.tensor([s.truncated for s in flat], dtype=torch.bool)  # [N]
+        correct = torch.tensor([r for r, _ in graded], dtype=torch.float32)  # [N]
+        rewards = correct.clone()
+        if cfg.truncated == "zero_reward":  # Dr. GRPO paper: a truncated response earns nothing
+            rewards[trunc] = 0.0
+        loss_mask = (~trunc).float() if cfg.truncated == "mask" else torch.ones(len(flat))
+        # ============================================================ 4. advantages
+        R = rewards.view(P_rank, G)  # [P, G]
+        if cfg.algo == "mvar":
+            tracked = tracker.tracked(cfg.mvar_alpha, cfg.mvar_beta)  # None before the first update
+            adv = algo.advantages(R, bundle_size=cfg.bundle_size, alpha=cfg.mvar_alpha, beta=cfg.mvar_beta,
+                                  w_mix=cfg.w_mix, credit=cfg.credit, q_mode=cfg.q_mode, tracked=tracked)
+            scores = torch.cat(losses.mvar_paper_scores(R, cfg.bundle_size))  # this rank's papers
+            every = [None] * world
+            dist.all_gather_object(every, scores.tolist())  # identical tracker on every rank
+            tracker.update(torch.tensor([x for s in every for x in s]))
+        else:
+            adv = algo.advantages(R)  # [P, G]
+        adv = adv.reshape(-1)  # [N]
+        # ============================================================ 5. update
+        t = time.time()
+        tstats = learner.train(flat, adv, loss_mask, seed=_seed_for(cfg.seed, step, rank))
+        t_train = time.time() - t
+        # ============================================================ 6. sync weights into the actor
+        t = time.time()
+        actor.load_weights(learner.named_weights())
+        t_sync = time.time() - t
+        # ============================================================ 7. log, evaluate, checkpoint
+        lens = torch.tensor([len(s.response_ids) for s in flat], dtype=torch.float64)
+        fmt = torch.tensor([float(info.get("formatted", False)) for _, info in graded], dtype=torch.float64)
+        ok = correct > 0
+        red = torch.stack([rewards.double().sum(), fmt.sum(), trunc.double().sum(), lens.sum(),
+                           (lens * ok).sum(), ok.double().sum(), (lens * ~ok).sum(), (~ok).double().sum(),
+                           (lens * trunc).sum(), torch.tensor(float(len(flat)), dtype=torch.float64)])
+        dist.all_reduce(red)
+        n = red[9].item()
+        row = {
+            "step": step,
+            "actor/reward_mean": red[0].item() / n,
+            "actor/accuracy": red[5].item() / n,
+            "actor/formatted_frac": red[1].item() / n,
+            "actor/truncated_frac": red[2].item() / n,
+            "actor/response_len": red[3].item() / n,
+            "actor/response_len_correct": red[4].item() / max(red[5].item(), 1) if red[5] else float("nan"),
+            "actor/response_len_incorrect": red[6].item() / max(red[7].item(), 1) if red[7] else float("nan"),
+            "actor/response_len_truncated": red[8].item() / red[2].item() if red[2] else float("nan"),
+            **tstats,
+            "time/generate_s": t_gen, "time/grade_s": t_grade, "time/train_s": t_train, "time/sync_s": t_sync,
+        }
+        if cfg.log_rollouts:
+            rows = [{"step": step, "prompt_index": int(batch[i // G]), "sample_index": i % G, "prompt": tpl(qs[i // G]),
+                     "response": s.text, "reference": str(refs[i // G]), "answer": info.get("answer"),
+                     "reward": float(rewards[i]), "formatted": bool(info.get("formatted")),
+                     "length": len(s.response_ids), "finish_reason": s.finish_reason, "truncated": s.truncated}
+                    for i, (s, (_, info)) in enumerate(zip(flat, graded))]
+            every = [None] * world
+            dist.all_gather_object(every, rows)
+            if rank == 0:
+                schema.append_jsonl(schema.rollout_path(cfg.save_path, step), [r for rs in every for r in rs])
+        if cfg.eval_steps and step % cfg.eval_steps == 0 and step != cfg.max_steps:
+            last_eval = run_eval(step)
+            row.update(last_eval)
+        if step == cfg.max_steps:
+            last_eval = run_eval(step)
+            row.update(last_eval)
+        row["time/step_s"] = time.time() - t0
+        log_row(row)
+        acc = last_eval.get("eval/average/accuracy")
+        bar.set_postfix(reward=f"{row['actor/reward_mean']:.2f}", len=f"{row['actor/response_len']:.0f}",
+                        **({"eval_acc": f"{acc:.2f}"} if acc is not None else {}))
+        bar.update(1)
+        if (cfg.save_steps and step % cfg.save_steps == 0) or step == cfg.max_steps:
+            save_checkpoint(step)
+    bar.close()
+
+    # ---------------------------------------------------------------- summary
+    if rank == 0 and eval_tasks:
+        rows = schema.read_jsonl(metrics_path)
+        ev = [r for r in rows if "eval/average/accuracy" in r]
+        if ev:
+            a, b = ev[0], ev[-1]
+            lk = [k for k in a if k.endswith("/response_len") and k.startswith("eval/")]
+            la = sum(a[k] for k in lk) / max(len(lk), 1)
+            lb = sum(b[k] for k in lk) / max(len(lk), 1)
+            log("\n" + "=" * 64)
+            log(f"summary: eval accuracy {a['eval/average/accuracy']:.3f} (step {a['step']}) -> "
+                f"{b['eval/average/accuracy']:.3f} (step {b['step']})")
+            log(f"         eval response length {la:.1f} -> {lb:.1f} tokens")
+            log(f"         {b['step']} steps, wall time {time.time() - t_start:.0f} s; outputs in {cfg.save_path}")
+            log("=" * 64)
+    actor.close()
+    if tb:
+        tb.close()
+    if wb:
+        wb.finish()
+    dist.barrier()
+
+
+def _cli():
+    import fire
+
+    from understand_r1_zero.config import flag_help
+
+    main.__doc__ = (__doc__ or "") + "\nFlags:\n" + flag_help()
+    try:
+        fire.Fire(main)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    _cli()

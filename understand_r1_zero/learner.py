@@ -1,0 +1,247 @@
+"""The learner: a DeepSpeed engine (ZeRO 0-3) that scores rollouts and takes policy-gradient steps.
+
+Gradient normalisation (see losses.policy_loss): every micro-batch loss is divided by the
+*global* number of sequences (or tokens) of its optimizer update, across all micro-batches and
+ranks, so the per-micro-batch losses sum to the full-batch loss. DeepSpeed would then divide
+by the accumulation steps (we pass ``scale_wrt_gas=False``) and average gradients over ranks
+(we multiply by ``world_size``). The result: gradients do not depend on ``--micro_batch_size``
+or the number of processes (tested 1 vs 2 processes).
+
+For ``seq_mean_token_mean`` (GRPO) the normaliser is the global sequence count of the update;
+each sequence's own token mean is local to it, so that is exact, too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import losses
+from .rollout import collate, token_logprobs
+
+
+def init_distributed(cpu: bool) -> tuple[int, int, int]:
+    """Initialise torch.distributed (gloo on CPU, NCCL on GPU) for 1 or N processes.
+
+    Works under ``torchrun``, the ``deepspeed`` launcher, or plain ``python`` (one process)."""
+    import deepspeed
+
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend="gloo" if cpu else "nccl", verbose=False)
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _lr_lambda(kind: str, warmup: int, total: int):
+    def f(update: int) -> float:
+        if warmup and update < warmup:
+            return (update + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        frac = min(1.0, (update - warmup) / max(1, total - warmup))
+        return 1.0 - frac if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return f
+
+
+class Learner:
+    def __init__(self, cfg, model_path: str, *, world_size: int, device: torch.device):
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        self.cfg, self.world_size, self.device = cfg, world_size, device
+        self.algo = losses.get_algorithm(cfg.algo)
+        dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        model.config.use_cache = False
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.per_rank_update = cfg.train_batch_size // world_size  # responses per update per rank
+        gas = self.per_rank_update // cfg.micro_batch_size
+        ds_config = {
+            "train_batch_size": cfg.train_batch_size,
+            "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
+            "gradient_accumulation_steps": gas,
+            "gradient_clipping": cfg.max_norm if cfg.max_norm > 0 else 0.0,
+            "zero_optimization": {"stage": cfg.zero_stage,
+                                  "stage3_gather_16bit_weights_on_model_save": False},
+            "bf16": {"enabled": bool(cfg.bf16)},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        total_updates = cfg.max_steps * cfg.updates_per_step
+        params = [p for p in model.parameters() if p.requires_grad]
+        if device.type == "cpu":
+            # FusedAdam needs CUDA; torch's AdamW is exact and fast enough on CPU.
+            opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.95),
+                                    weight_decay=cfg.weight_decay)
+        else:
+            ds_config["optimizer"] = {"type": "AdamW", "params": {
+                "lr": cfg.learning_rate, "betas": [0.9, 0.95], "weight_decay": cfg.weight_decay}}
+            opt = None
+        lam = _lr_lambda(cfg.lr_scheduler, cfg.warmup_steps, total_updates)
+        sched = (lambda o: torch.optim.lr_scheduler.LambdaLR(o, lam))
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=opt, model_parameters=params if opt is None else None,
+            lr_scheduler=sched, config=ds_config)
+        del dtype
+        self.ref = None
+        if cfg.beta > 0:
+            ref_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+            self.ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=ref_dtype).to(device).eval()
+            self.ref.requires_grad_(False)
+
+    # ------------------------------------------------------------------ scoring
+    def _batches(self, samples, size):
+        for i in range(0, len(samples), size):
+            b = collate(samples[i : i + size], self.pad_id)
+            yield i, {k: v.to(self.device) for k, v in b.items()}
+
+    @torch.no_grad()
+    def logprobs(self, model, samples, size) -> list[torch.Tensor]:
+        """Per-sample response-token logprobs [len(response)] under ``model`` (no grad)."""
+        out = []
+        for i, b in self._batches(samples, size):
+            lp = token_logprobs(model, b["input_ids"], b["attention_mask"],
+                                temperature=self.cfg.temperature)  # [B, T-1]
+            for j, s in enumerate(samples[i : i + size]):
+                p = len(s.prompt_ids)
+                out.append(lp[j, p - 1 : p - 1 + len(s.response_ids)].float().cpu())
+        return out
+
+    # ------------------------------------------------------------------ update
+    def train(self, samples, advantages: torch.Tensor, loss_mask: torch.Tensor, *, seed: int) -> dict:
+        """``num_ppo_epochs`` passes of clipped policy-gradient updates on this rank's samples.
+
+        samples: this rank's responses; advantages: [N] sequence advantages; loss_mask: [N]
+        (0 = excluded, e.g. truncated under --truncated mask). Returns reduced stats.
+        """
+        cfg, N = self.cfg, len(samples)
+        self.engine.train()
+        # Old logprobs for the ratio. With exactly one update per step the policy has not moved
+        # when the loss is computed, so old == current.detach() exactly and a forward is saved.
+        single = cfg.updates_per_step == 1
+        old = None if single else self.logprobs(self.engine.module, samples, cfg.micro_batch_size)
+        ref = self.logprobs(self.ref, samples, cfg.micro_batch_size) if self.ref is not None else None
+        agg = self.algo.agg
+        max_len = cfg.generate_max_length
+        sums = {"loss": 0.0, "entropy": 0.0, "clip": 0.0, "kl": 0.0, "tokens": 0.0}
+        grad_norms = []
+        rng = np.random.default_rng(seed)
+        for _epoch in range(cfg.num_ppo_epochs):
+            order = rng.permutation(N) if cfg.num_ppo_epochs > 1 or not single else np.arange(N)
+            for u in range(0, N, self.per_rank_update):
+                idx = order[u : u + self.per_rank_update]
+                # Global normalisers of this update (all micro-batches, all ranks).
+                counts = torch.tensor([float(loss_mask[idx].sum()),
+                                       float(sum(len(samples[i].response_ids) * float(loss_mask[i]) for i in idx))])
+                dist.all_reduce(counts)
+                num_seqs, num_tokens = max(counts[0].item(), 1.0), max(counts[1].item(), 1.0)
+                for m in range(0, len(idx), cfg.micro_batch_size):
+                    mi = idx[m : m + cfg.micro_batch_size]
+                    mb = [samples[i] for i in mi]
+                    b = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
+                    lp, ent = token_logprobs(self.engine, b["input_ids"], b["attention_mask"],
+                                             temperature=cfg.temperature, with_entropy=True)  # [B, T-1]
+                    mask = b["response_mask"] * loss_mask[mi].to(self.device)[:, None]  # [B, T-1]
+                    old_lp = lp.detach() if old is None else _scatter(old, mi, mb, lp)
+                    adv = advantages[mi].to(self.device)  # [B]
+                    loss, st = losses.policy_loss(
+                        lp, old_lp, adv, mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                        agg=agg, max_len=max_len, num_seqs=num_seqs, num_tokens=num_tokens,
+                        return_stats=True)
+                    if ref is not None:
+                        kl = losses.kl_penalty(lp, _scatter(ref, mi, mb, lp), kind=cfg.kl_kind)  # [B, T-1]
+                        loss = loss + cfg.beta * losses.aggregate(
+                            kl, mask, agg, max_len=max_len, num_seqs=num_seqs, num_tokens=num_tokens)
+                        sums["kl"] += float((kl.detach() * mask).sum())
+                    # Our normalisers already make micro-batch losses add up to the update's
+                    # loss: undo DeepSpeed's 1/GAS and its 1/world_size gradient averaging.
+                    self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
+                    last = m + cfg.micro_batch_size >= len(idx)
+                    if last and cfg.zero_stage == 0:
+                        # DeepSpeed records no norm for fp32 ZeRO-0; grads are already reduced here.
+                        own_norm = torch.linalg.vector_norm(torch.stack([
+                            p.grad.detach().float().norm() for p in self.engine.module.parameters()
+                            if p.grad is not None])).item()
+                    self.engine.step()
+                    ntok = float(mask.sum())
+                    sums["loss"] += float(loss.detach())
+                    sums["entropy"] += float((ent * mask).sum())
+                    sums["clip"] += float(st["clip_frac"]) * ntok
+                    sums["tokens"] += ntok
+                gn = self.engine.get_global_grad_norm() if cfg.zero_stage > 0 else own_norm
+                grad_norms.append(float(gn) if gn is not None else float("nan"))
+        t = torch.tensor([sums["loss"], sums["entropy"], sums["clip"], sums["kl"], sums["tokens"]],
+                         dtype=torch.float64)
+        dist.all_reduce(t)
+        n_updates = max(1, len(grad_norms))
+        tok = max(t[4].item(), 1.0)
+        out = {
+            "train/loss": t[0].item() / n_updates,
+            "train/entropy": t[1].item() / tok,
+            "train/clip_frac": t[2].item() / tok,
+            "train/grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
+            "train/lr": self.scheduler.get_last_lr()[0],
+            "train/tokens": tok,
+        }
+        if self.ref is not None:
+            out["train/kl"] = t[3].item() / tok
+        return out
+
+    # ------------------------------------------------------------------ weights
+    def named_weights(self):
+        """Yield (HF name, full tensor) one parameter at a time; under ZeRO-3 each is gathered
+        just for the duration of its yield, so no second full copy of the model is built.
+        Collective under ZeRO-3: every rank must iterate in the same order."""
+        import deepspeed
+
+        for name, p in self.engine.module.named_parameters():
+            if self.cfg.zero_stage == 3:
+                with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+                    yield name, p.data
+            else:
+                yield name, p.data
+
+    def full_state_dict(self, rank: int) -> dict | None:
+        """The full model state dict on rank 0 (CPU tensors), None elsewhere."""
+        sd = {}
+        for name, t in self.named_weights():
+            if rank == 0:
+                sd[name] = t.detach().to("cpu", copy=True)
+        return sd if rank == 0 else None
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, ckpt_dir: str, client_state: dict) -> None:
+        self.engine.save_checkpoint(ckpt_dir, tag="deepspeed", client_state=client_state)
+
+    def load(self, ckpt_dir: str) -> dict:
+        path, client = self.engine.load_checkpoint(ckpt_dir, tag="deepspeed")
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed state in {ckpt_dir}/deepspeed; is it a checkpoint dir?")
+        return client
+
+    pad_id: int = 0
+
+
+def _scatter(per_sample: list[torch.Tensor], mi, mb, like: torch.Tensor) -> torch.Tensor:
+    """Place per-sample response logprobs into a [B, T-1] tensor aligned with ``like``."""
+    out = torch.zeros_like(like, dtype=torch.float32)
+    for j, (i, s) in enumerate(zip(mi, mb)):
+        p = len(s.prompt_ids)
+        out[j, p - 1 : p - 1 + len(s.response_ids)] = per_sample[i].to(out.device)
+    return out.to(like.dtype)
