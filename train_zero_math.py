@@ -85,6 +85,8 @@ def setup(flags: dict):
 
 
 def main(**flags):
+    t_start = time.time()
+    cfg, resume, (questions, answers), eval_tasks = setup(flags)  # fails fast, before heavy imports
     import numpy as np
     import torch
     import torch.distributed as dist
@@ -97,10 +99,7 @@ def main(**flags):
     from understand_r1_zero.learner import Learner, init_distributed
     from understand_r1_zero.math_grader import grade_batch
     from understand_r1_zero.templates import get_template
-    from understand_r1_zero.tiny import save_model_dir
 
-    t_start = time.time()
-    cfg, resume, (questions, answers), eval_tasks = setup(flags)
     cpu = not torch.cuda.is_available()
     rank, world, local_rank = init_distributed(cpu)
     try:
@@ -342,12 +341,14 @@ def main(**flags):
             log(f"         eval response length {la:.1f} -> {lb:.1f} tokens")
             log(f"         {b['step']} steps, wall time {time.time() - t_start:.0f} s; outputs in {cfg.save_path}")
             log("=" * 64)
-    actor.close()
+    dist.barrier()
+    actor.close()  # vLLM's shutdown also tears down the default process group
     if tb:
         tb.close()
     if wb:
         wb.finish()
-    dist.barrier()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _cli():

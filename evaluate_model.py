@@ -1,0 +1,182 @@
+"""Evaluate a model on the math benchmarks: greedy, 3000 tokens, five benchmarks (Dr. GRPO,
+arXiv 2503.20783, Sec. 4 and Table 4).
+
+    python evaluate_model.py --model Qwen/Qwen2.5-Math-1.5B --template qwen_math \\
+        --tasks aime,amc,math,minerva,olympiad_bench --n_samples 1 --temperature 0 \\
+        --max_tokens 3000 --backend vllm --output outputs/eval/qwen2.5-math-1.5b
+
+Writes ``{output}/samples.jsonl`` (one row per problem, ``schema.SAMPLE_ROW_FIELDS``),
+``{output}/summary.json`` and ``{output}/run_config.json``, and prints the table. Rerunning with
+the same ``--output`` resumes: finished problems are not generated again. The benchmark data comes
+from ``scripts/build_eval_data.py``. All the work is ``understand_r1_zero.evaluation.evaluate``,
+which training's periodic evaluation calls too.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import typing
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class EvalArgs:
+    model: str = ""
+    """Model to evaluate: a local HF directory or a hub name (e.g. Qwen/Qwen2.5-Math-1.5B). Required."""
+    template: str = "qwen_math"
+    """Prompt template (templates.py); use the one the model was trained with."""
+    tasks: str = "aime,amc,math,minerva,olympiad_bench"
+    """Comma-separated benchmarks: splits of --eval_data."""
+    n_samples: int = 1
+    """Samples per problem; accuracy is avg@n, and pass@k / maj@n are reported for k <= n."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 = greedy (the paper's setting)."""
+    top_p: float = 1.0
+    """Nucleus sampling."""
+    max_tokens: int = 3000
+    """Max generated tokens per response (the paper: 3000)."""
+    eval_data: str = os.path.join(REPO, "data", "evaluation_suite")
+    """Benchmarks: a load_from_disk DatasetDict dir (one split per task), a Dataset dir or a .jsonl/.json/.parquet file. Default: data/evaluation_suite in the repo, built by scripts/build_eval_data.py."""
+    input_key: str = "problem"
+    """Column of --eval_data holding the question."""
+    output_key: str = "answer"
+    """Column of --eval_data holding the reference answer (a string, number or list of accepted answers)."""
+    backend: str = "vllm"
+    """Generation backend: vllm or hf (transformers generate, slow; for CPU checks)."""
+    output: str = ""
+    """Output dir for samples.jsonl / summary.json; rerunning resumes it. Empty = outputs/eval/<model>_<template>_t<T>_p<top_p>_n<n>_len<max_tokens>[_seed<s>]."""
+    seed: int = 0
+    """Sampling seed."""
+    limit: int = 0
+    """Evaluate only the first N problems of each task (0 = all), for quick slices."""
+    grade_workers: int = 0
+    """Grader processes (0 = the grader's default)."""
+    dtype: str = "auto"
+    """Actor dtype: auto = bfloat16 on GPU (as the paper's evaluation), float32 on CPU."""
+    max_model_len: int = 4096
+    """Engine context length; must hold the prompt plus --max_tokens."""
+    chunk_size: int = 0
+    """Problems per generate call, flushed to samples.jsonl after each (0 = about 1024 responses per call)."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _HINTS[f.name]))
+        from understand_r1_zero.templates import get_template
+
+        if not self.model:
+            raise ValueError("--model is required: a local model directory or a hub name such as "
+                             "Qwen/Qwen2.5-Math-1.5B")
+        get_template(self.template)  # raises listing the valid names
+        if self.backend not in ("vllm", "hf"):
+            raise ValueError(f"--backend {self.backend!r} is not valid; choose vllm or hf")
+        if not [t for t in self.tasks.split(",") if t.strip()]:
+            raise ValueError("--tasks is empty; e.g. --tasks aime,amc,math,minerva,olympiad_bench")
+        for name in ("n_samples", "max_tokens", "max_model_len"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("temperature", "limit", "grade_workers", "chunk_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
+        if not self.output:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model.rstrip("/").split("/")[-1])
+            seed = f"_seed{self.seed}" if self.temperature > 0 else ""
+            self.output = os.path.join("outputs", "eval", f"{name}_{self.template}_t{self.temperature:g}"
+                                       f"_p{self.top_p:g}_n{self.n_samples}_len{self.max_tokens}{seed}")
+
+
+_HINTS = typing.get_type_hints(EvalArgs)
+
+
+def _coerce(name: str, value, hint):
+    """fire guesses a flag's type from its text (``--tasks aime,amc`` arrives as a tuple,
+    ``--temperature 0`` as an int): convert to the annotated type or fail naming the flag."""
+    try:
+        if isinstance(value, bool) and hint is not str:
+            raise ValueError
+        if hint is str:
+            return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        return hint(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"--{name} expects {hint.__name__}, got {value!r}") from None
+
+
+def flag_help() -> str:
+    """Each flag with its one-line doc (the attribute docstrings above)."""
+    body = ast.parse(inspect.getsource(EvalArgs)).body[0].body
+    docs = {a.target.id: b.value.value for a, b in zip(body, body[1:])
+            if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)}
+    return "\n".join(f"  --{f.name} ({_HINTS[f.name].__name__}, default {f.default!r}): "
+                     f"{docs.get(f.name, '')}" for f in dataclasses.fields(EvalArgs))
+
+
+def parse_flags(**flags) -> EvalArgs:
+    names = [f.name for f in dataclasses.fields(EvalArgs)]
+    for k in flags:
+        if k not in names:
+            close = difflib.get_close_matches(k, names, n=3)
+            hint = f"; did you mean {', '.join('--' + c for c in close)}?" if close else "; see --help"
+            raise ValueError(f"unknown flag --{k}{hint}")
+    return EvalArgs(**flags)
+
+
+def main(**flags):
+    """Evaluate --model on the benchmarks; flags are listed below."""
+    from understand_r1_zero.evaluation import check_run_config, evaluate, format_table, load_eval_tasks
+
+    if flags.keys() & {"help", "h"}:  # fire hands --help to a **flags function as a flag
+        print(main.__doc__)
+        return
+    # Every user error (flags, data, output dir) is raised here, before a model loads.
+    try:
+        args = parse_flags(**flags)
+        tasks = load_eval_tasks(args.eval_data, args.tasks, limit=args.limit or None,
+                                input_key=args.input_key, output_key=args.output_key)
+        check_run_config(args.output, {"model": args.model, "template": args.template,
+                                       "n_samples": args.n_samples, "temperature": args.temperature,
+                                       "top_p": args.top_p, "max_tokens": args.max_tokens,
+                                       "seed": args.seed})
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"evaluate_model.py: error: {e}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    print("config:", json.dumps(dataclasses.asdict(args), indent=1))
+    print("problems:", ", ".join(f"{t} {len(p)}" for t, p in tasks.items()),
+          f"| {sum(map(len, tasks.values())) * args.n_samples} responses")
+
+    from understand_r1_zero.actor import make_actor
+
+    actor = make_actor(args.backend, args.model, seed=args.seed, dtype=args.dtype,
+                       max_model_len=args.max_model_len)
+    try:
+        _, summary = evaluate(actor, tasks, template=args.template, n_samples=args.n_samples,
+                              temperature=args.temperature, top_p=args.top_p,
+                              max_tokens=args.max_tokens, seed=args.seed,
+                              grade_workers=args.grade_workers or None, model_name=args.model,
+                              output_dir=args.output, chunk_size=args.chunk_size)
+    finally:
+        actor.close()
+    print(format_table(summary))
+    print(f"wrote {args.output}/samples.jsonl and summary.json")
+
+
+main.__doc__ += "\n\nFlags:\n" + flag_help()
+
+if __name__ == "__main__":
+    import fire
+
+    fire.Fire(main)

@@ -1,0 +1,96 @@
+"""Bad flags and bad inputs: one-line errors naming the problem and the fix, before any model loads."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from train_zero_math import UserError, setup  # noqa: E402
+from understand_r1_zero.config import TrainConfig, flag_help, from_flags  # noqa: E402
+
+
+@pytest.fixture()
+def data_file(tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                         for i in range(8)))
+    return str(p)
+
+
+def _err(**flags):
+    with pytest.raises(UserError) as e:
+        setup({"eval_data": "", **flags})
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_nonexistent_pretrain(data_file):
+    assert "--pretrain '/no/such/model' does not exist" in _err(pretrain="/no/such/model",
+                                                               prompt_data=data_file, input_key="question")
+
+
+def test_nonexistent_prompt_data():
+    assert "--prompt_data '/no/such.jsonl' does not exist" in _err(prompt_data="/no/such.jsonl")
+
+
+def test_missing_input_key_lists_columns(data_file):
+    msg = _err(prompt_data=data_file)  # default input_key 'problem'
+    assert "no column 'problem'" in msg and "available columns: question, answer" in msg
+
+
+def test_unknown_algo_and_template():
+    assert "valid: " in _err(algo="ppo") and "drgrpo" in _err(algo="ppo")
+    msg = _err(prompt_template="chatml")
+    assert "valid names: qwen_math, r1, no" in msg
+
+
+def test_non_positive_learning_rate():
+    assert "--learning_rate must be > 0" in _err(learning_rate=0)
+    assert "--learning_rate must be > 0" in _err(learning_rate=-1e-6)
+
+
+def test_batch_sizes_that_do_not_divide():
+    msg = _err(rollout_batch_size=3, num_samples=8, train_batch_size=16)
+    assert "--train_batch_size 16 must divide" in msg
+    cfg = TrainConfig(rollout_batch_size=4, num_samples=8, micro_batch_size=6)
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        cfg.check_world(2)
+    with pytest.raises(ValueError, match="divisible by the 3 processes"):
+        TrainConfig(rollout_batch_size=4).check_world(3)
+
+
+def test_unknown_flag_suggests_close_names():
+    with pytest.raises(ValueError, match="unknown flag --learning_rte; did you mean --learning_rate"):
+        from_flags(learning_rte=1e-6)
+
+
+def test_type_coercion():
+    cfg = from_flags(learning_rate="1e-6", max_steps=3.0, bf16="false", save_path=7, eval_tasks=("aime", "amc"))
+    assert cfg.learning_rate == 1e-6 and cfg.max_steps == 3 and cfg.bf16 is False
+    assert cfg.save_path == "7" and cfg.eval_tasks == "aime,amc"
+    with pytest.raises(ValueError, match="--max_steps expects int"):
+        from_flags(max_steps=2.5)
+    assert TrainConfig(algo="dapo").clip_high == 0.28 and TrainConfig().clip_high == 0.2
+
+
+def test_every_flag_is_documented():
+    text = flag_help()
+    for line in text.splitlines():
+        assert line.split("): ", 1)[1].strip(), line
+
+
+def test_cli_one_line_error_before_model_load(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_zero_math.py"), "--pretrain", "/no/such/model",
+                        "--save_path", str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert r.returncode == 2
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert err == ["error: --pretrain '/no/such/model' does not exist; pass a local HF model directory, "
+                   "a hub name like Qwen/Qwen2.5-Math-1.5B, or 'synthetic'"]
+    assert not os.path.exists(tmp_path / "run")  # nothing written, nothing loaded

@@ -1,0 +1,397 @@
+"""Benchmark evaluation, shared by ``evaluate_model.py`` and training's periodic eval.
+
+``evaluate`` = generate (all problems, batched across tasks, in chunks) -> grade
+(``math_grader.grade_batch`` with the template's extraction rule) -> one ``samples.jsonl`` row per
+problem (``schema.SAMPLE_ROW_FIELDS``) -> summary. Training calls the same function with the same
+template, so a checkpoint scores the same in both.
+
+Per-task metrics (``summarize_task``); a sample is *correct* when its reward is > 0 (the grader
+gives 1 or 0: Dr. GRPO uses no format reward):
+
+* ``accuracy`` -- avg@n: mean over problems of the mean reward of the n samples (the paper's number);
+* ``ci95`` -- 95% percentile bootstrap of ``accuracy`` over problems (1000 resamples, seed 0);
+* ``pass@k`` -- {k: value} for every k <= n, the unbiased estimator 1 - C(n-c, k) / C(n, k)
+  (Chen et al. 2021, arXiv 2107.03374, Eq. 1) evaluated as a product, so large n cannot overflow;
+* ``maj@n`` -- majority vote over extracted answers (see ``majority_vote``);
+* response length mean/max in tokens, formatted rate, truncated rate (finish_reason "length").
+
+``average.accuracy`` is the unweighted mean of the task accuracies, the "Avg." column of Dr. GRPO's tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+
+import numpy as np
+
+from . import schema
+from .templates import TEMPLATES, Template, get_template
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TASKS = ("aime", "amc", "math", "minerva", "olympiad_bench")
+BASE_TEMPLATES = ("qwen_math", "r1", "no")
+# A resumed run must match the stored config on these, or its rows would silently mix two setups.
+RUN_CONFIG_KEYS = ("model", "template", "n_samples", "temperature", "top_p", "max_tokens", "seed")
+BUILD_HINT = ("build it on a networked machine with `python scripts/build_eval_data.py --out data` "
+              "(writes data/evaluation_suite) or pass --eval_data DIR")
+
+
+# ----------------------------------------------------------------------------- metrics
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """P(at least one of k samples drawn without replacement from n, c of them correct, is correct).
+
+    1 - C(n-c, k) / C(n, k) = 1 - prod_{i=n-c+1}^{n} (1 - k / i)   (Chen et al. 2021, Fig. 3)."""
+    if not 0 < k <= n or not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 0 < k <= n and 0 <= c <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def normalize_answer(answer) -> str | None:
+    """String-level normalisation for voting: whitespace, ``$``, ``\\left``/``\\right``, spacing
+    commands, ``\\dfrac``/``\\tfrac``, ``\\text{}``, degrees and percent signs go, case folds, and a
+    plain number is written canonically (``0.50`` -> ``0.5``, ``1,000`` -> ``1000``). Known gap:
+    ``1/2`` and ``\\frac{1}{2}`` still vote separately (no symbolic equivalence here)."""
+    if answer is None:
+        return None
+    s = str(answer)
+    for a, b in (("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
+                 ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\ ", ""), ("$", ""),
+                 ("^{\\circ}", ""), ("^\\circ", ""), ("\\%", ""), ("%", "")):
+        s = s.replace(a, b)
+    s = re.sub(r"\\(?:text|textbf|mathrm)\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"\s+", "", s).rstrip(".").lower()
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d*)?", s):  # thousands separators, not a tuple
+        s = s.replace(",", "")
+    try:
+        x = float(s)
+    except ValueError:
+        return s or None
+    if not np.isfinite(x):
+        return s
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def majority_vote(answers: list, rewards: list[float]) -> float:
+    """maj@n for one problem: group the samples by ``normalize_answer`` of their extracted answer
+    (samples with no answer do not vote), take the largest group -- a tie goes to the group seen
+    first, so the result is deterministic -- and score it by the mean reward of its samples (0 or 1
+    unless normalisation merged answers the grader judged differently). No votes -> 0."""
+    groups: dict[str, list[float]] = {}  # insertion order = order of first appearance
+    for a, r in zip(answers, rewards):
+        key = normalize_answer(a)
+        if key is not None:
+            groups.setdefault(key, []).append(float(r))
+    if not groups:
+        return 0.0
+    winner = max(groups.values(), key=len)  # max() keeps the first of equal-length groups
+    return float(np.mean(winner))
+
+
+def bootstrap_ci(values, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of ``values`` (one value per problem)."""
+    v = np.asarray(values, dtype=np.float64)  # [m]
+    if v.size == 0:
+        return [float("nan"), float("nan")]
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(n_boot, v.size))  # [n_boot, m]
+    means = v[idx].mean(axis=1)  # [n_boot]
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
+def summarize_task(rows: list[dict]) -> dict:
+    """The ``schema.SUMMARY_TASK_FIELDS`` (+ ``grade_timeouts``) of one task from its rows."""
+    if not rows:
+        raise ValueError("summarize_task needs at least one problem")
+    n = len(rows[0]["samples"])
+    rewards = np.array([[s["reward"] for s in r["samples"]] for r in rows], dtype=np.float64)  # [m, n]
+    per_problem = rewards.mean(axis=1)  # [m]
+    correct = (rewards > 0).sum(axis=1)  # [m]
+    samples = [s for r in rows for s in r["samples"]]
+    lengths = np.array([s["length"] for s in samples])  # [m * n]
+    return {
+        "n_problems": len(rows),
+        "n_samples": n,
+        "accuracy": float(per_problem.mean()),
+        "ci95": bootstrap_ci(per_problem),
+        "pass@k": {str(k): float(np.mean([pass_at_k(n, int(c), k) for c in correct]))
+                   for k in range(1, n + 1)},
+        "maj@n": float(np.mean([majority_vote([s["answer"] for s in r["samples"]],
+                                              [s["reward"] for s in r["samples"]]) for r in rows])),
+        "response_len_mean": float(lengths.mean()),
+        "response_len_max": int(lengths.max()),
+        "formatted_rate": float(np.mean([bool(s["formatted"]) for s in samples])),
+        "truncated_rate": float(np.mean([s["finish_reason"] == "length" for s in samples])),
+        "grade_timeouts": int(sum(bool(s.get("grade_timeout")) for s in samples)),
+    }
+
+
+def summarize(rows: list[dict], tasks: list[str], config: dict | None = None) -> dict:
+    """{"average": {"accuracy": mean of task accuracies}, "tasks": {task: summarize_task},
+    "config": run config}."""
+    per = {t: summarize_task([r for r in rows if r["task"] == t]) for t in tasks}
+    accs = [v["accuracy"] for v in per.values()]
+    return {"average": {"accuracy": float(np.mean(accs)) if accs else float("nan")},
+            "tasks": per, "config": dict(config or {})}
+
+
+def summary_to_metrics(summary: dict, prefix: str = "eval") -> dict:
+    """Flat ``eval/<bench>/{accuracy,response_len,formatted_frac}`` + ``eval/average/accuracy``
+    (the names ``schema.EVAL_KEY`` and ``METRICS_OPTIONAL`` define), for training's metrics.jsonl."""
+    out = {}
+    for t, v in summary["tasks"].items():
+        out[f"{prefix}/{t}/accuracy"] = v["accuracy"]
+        out[f"{prefix}/{t}/response_len"] = v["response_len_mean"]
+        out[f"{prefix}/{t}/formatted_frac"] = v["formatted_rate"]
+    out[f"{prefix}/average/accuracy"] = summary["average"]["accuracy"]
+    return out
+
+
+def format_table(summary: dict) -> str:
+    """The printed table: accuracies in percent, as in the paper's tables."""
+    def pct(x):
+        return "   nan" if x is None or not np.isfinite(x) else f"{100 * x:6.1f}"
+
+    head = (f"{'task':<16}{'probs':>6}{'n':>4}{'acc%':>7}  {'95% CI':<15}{'pass@n':>7}{'maj@n':>7}"
+            f"{'len':>7}{'max':>6}{'fmt%':>7}{'trunc%':>7}")
+    lines = [head, "-" * len(head)]
+    for t, v in summary["tasks"].items():
+        lo, hi = v["ci95"]
+        pn = v["pass@k"].get(str(v["n_samples"]))
+        lines.append(f"{t:<16}{v['n_problems']:>6}{v['n_samples']:>4}{pct(v['accuracy']):>7}  "
+                     f"[{pct(lo)},{pct(hi)}] {pct(pn):>7}{pct(v['maj@n']):>7}"
+                     f"{v['response_len_mean']:>7.0f}{v['response_len_max']:>6}"
+                     f"{pct(v['formatted_rate']):>7}{pct(v['truncated_rate']):>7}")
+    lines.append("-" * len(head))
+    lines.append(f"{'average':<16}{'':>10}{pct(summary['average']['accuracy']):>7}"
+                 f"   (mean of {len(summary['tasks'])} task accuracies)")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- data
+def normalize_reference(ref):
+    """A benchmark answer as graded and stored: floats that are integers become ``"142"`` (amc
+    stores 142.0), strings are stripped (minerva's end in newlines), and a list of alternatives
+    stays a list (any one counts as correct) unless it has a single element."""
+    if isinstance(ref, (list, tuple)):
+        alts = [normalize_reference(a) for a in ref]
+        return alts[0] if len(alts) == 1 else alts
+    if isinstance(ref, float) and ref.is_integer():
+        return str(int(ref))
+    return str(ref).strip()
+
+
+def load_eval_tasks(eval_data: str, tasks=None, limit: int | None = None,
+                    input_key: str = "problem", output_key: str = "answer") -> dict[str, list[dict]]:
+    """{task: [{"problem": str, "answer": reference}, ...]} from a ``load_from_disk`` DatasetDict
+    directory (one split per benchmark), a single Dataset directory or a .jsonl/.json/.parquet file
+    (one task named after it), or a hub name. ``tasks``: names or a comma-separated string (None =
+    every split, stored order); ``limit``: the first N problems of each task."""
+    from datasets import DatasetDict
+
+    from .data import check_keys, load_any
+
+    spec = str(eval_data)
+    path = os.path.expanduser(spec)
+    hub_like = spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and "." not in spec
+    if not os.path.exists(path):
+        if not hub_like:
+            raise FileNotFoundError(f"--eval_data {spec!r} does not exist; {BUILD_HINT}")
+        try:
+            ds = load_any(spec, "--eval_data")
+        except (ValueError, FileNotFoundError) as e:
+            raise FileNotFoundError(f"{e}; or {BUILD_HINT}") from None
+    else:
+        ds = load_any(spec, "--eval_data")
+    if isinstance(ds, DatasetDict):
+        splits = dict(ds)
+    else:
+        splits = {os.path.splitext(os.path.basename(os.path.normpath(path)))[0]: ds}
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    names = list(tasks) if tasks else list(splits)
+    unknown = [t for t in names if t not in splits]
+    if unknown:
+        raise ValueError(f"--tasks {','.join(unknown)}: not in --eval_data {spec!r}; "
+                         f"available: {', '.join(splits)}")
+    out = {}
+    for t in names:
+        d = splits[t]
+        check_keys(d, (input_key, output_key), f"--eval_data {spec!r} split {t!r}")
+        if limit:
+            d = d.select(range(min(int(limit), len(d))))
+        if len(d) == 0:
+            raise ValueError(f"--eval_data {spec!r} split {t!r} is empty")
+        out[t] = [{"problem": str(p), "answer": normalize_reference(a)}
+                  for p, a in zip(d[input_key], d[output_key])]
+    return out
+
+
+# ----------------------------------------------------------------------------- output dir
+def check_run_config(output_dir: str, config: dict) -> None:
+    """Write ``run_config.json`` or, if the directory already holds rows, require the same
+    ``RUN_CONFIG_KEYS`` (the seed only matters when sampling). Call before loading a model."""
+    cfg_path = os.path.join(output_dir, "run_config.json")
+    samples = os.path.join(output_dir, "samples.jsonl")
+    has_rows = os.path.exists(samples) and os.path.getsize(samples) > 0
+    if has_rows and not os.path.exists(cfg_path):
+        raise ValueError(f"--output {output_dir} has samples.jsonl but no run_config.json, so a "
+                         f"resume cannot be checked; use a new --output")
+    if has_rows:
+        with open(cfg_path) as f:
+            old = json.load(f)
+        keys = [k for k in RUN_CONFIG_KEYS if k != "seed" or config.get("temperature", 0) > 0]
+        diff = [k for k in keys if old.get(k) != config.get(k)]
+        if diff:
+            d = ", ".join(f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
+            raise ValueError(f"--output {output_dir} holds a run with a different config ({d}); "
+                             f"resuming would mix the two: use a new --output or delete it")
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    _write_json(cfg_path, config)  # nothing generated yet: (re)start with this config
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, allow_nan=False, default=str)
+    os.replace(tmp, path)  # atomic: a crash leaves the old file or the new one
+
+
+def _load_finished(samples_path: str) -> dict[tuple[str, int], dict]:
+    """Rows already written, by (task, index). A torn last line (killed mid-write) is cut off
+    first, so the appends that follow start on a fresh line."""
+    if not os.path.exists(samples_path):
+        return {}
+    with open(samples_path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+    rows = schema.read_samples(samples_path)
+    return {(r["task"], int(r["index"])): r for r in rows}
+
+
+# ----------------------------------------------------------------------------- evaluate
+_warned: set = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:  # training evaluates every few steps; say it once
+        _warned.add(msg)
+        logger.warning(msg)
+
+
+def instruct_reason(model_name: str, tokenizer=None) -> str | None:
+    """Why a model looks instruction-tuned, or None."""
+    m = re.search(r"instruct|chat|-it\b", str(model_name).lower())  # "-it\b": gemma-2b-it, not -iter
+    if m:
+        return f"its name contains {m.group()!r}"
+    # A tokenizer chat template is no evidence: Qwen2.5(-Math) *base* models ship one too, and
+    # warning on every paper evaluation would teach people to ignore the warning.
+    del tokenizer
+    return None
+
+
+def _grade(responses, refs, template: Template, grade_workers):
+    """(reward, info) per response. A list reference is any-of, in the grader (``_refs``)."""
+    from .math_grader import grade_batch
+
+    # The grader only needs the extraction rule; a few-shot template has no registered name.
+    name = template.name if template.name in TEMPLATES else \
+        next(t.name for t in TEMPLATES.values() if t.extraction == template.extraction)
+    kw = {} if grade_workers is None else {"num_workers": grade_workers}
+    # format_reward stays 0 (the paper's pure correctness reward), so reward > 0 means correct.
+    return [(float(r), info) for r, info in grade_batch(responses, refs, template=name, **kw)]
+
+
+def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = "qwen_math",
+             n_samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
+             max_tokens: int = 3000, seed: int = 0, grade_workers: int | None = None,
+             model_name: str = "", output_dir: str | None = None,
+             chunk_size: int = 0) -> tuple[list[dict], dict]:
+    """Generate, grade and summarise ``tasks`` ({task: [{"problem", "answer"}]}, as from
+    ``load_eval_tasks``). Returns (samples.jsonl rows in task/problem order, summary).
+
+    With ``output_dir`` the run is resumable: rows are appended to ``samples.jsonl`` (fsynced)
+    after every chunk of ``chunk_size`` problems (0: about 1024 responses, big enough to keep an
+    engine busy), and a rerun skips finished problems. Chunk
+    boundaries and seeds (``seed + chunk number``) are fixed by the problem order, so a greedy
+    resume reproduces an uninterrupted run (up to an engine's batch-shape-dependent floating
+    point, e.g. bf16 on GPU), and so does a sampled one for every chunk lost whole; a chunk cut
+    in half is resampled as a smaller batch (the actor draws per-prompt seeds by position): an
+    equally valid draw, not the same one.
+    """
+    tpl = get_template(template) if isinstance(template, str) else template
+    empty = [t for t, probs in tasks.items() if not probs]
+    if not tasks or empty:
+        raise ValueError(f"nothing to evaluate: no tasks, or empty tasks {empty}")
+    config = {"model": model_name, "template": tpl.name, "n_samples": int(n_samples),
+              "temperature": float(temperature), "top_p": float(top_p),
+              "max_tokens": int(max_tokens), "seed": int(seed)}
+    reason = instruct_reason(model_name, getattr(actor, "tokenizer", None))
+    if reason and tpl.name in BASE_TEMPLATES:
+        _warn_once(f"{model_name or 'the model'} looks instruction-tuned ({reason}) but is evaluated "
+                   f"with the base template {tpl.name!r}; scores may be far below its chat template's")
+    if temperature == 0 and n_samples > 1:
+        _warn_once(f"temperature 0 is greedy: all {n_samples} samples per problem will be identical")
+
+    finished, samples_path = {}, None
+    if output_dir:
+        check_run_config(output_dir, config)
+        samples_path = os.path.join(output_dir, "samples.jsonl")
+        finished = _load_finished(samples_path)
+
+    todo = [(t, i, p) for t, probs in tasks.items() for i, p in enumerate(probs)]  # fixed order
+    for t, i, p in todo:
+        row = finished.get((t, i))
+        if row is not None and (row["problem"] != p["problem"] or len(row["samples"]) != n_samples):
+            raise ValueError(f"{samples_path}: row {t}#{i} does not match this run's problem or "
+                             f"n_samples; the output dir belongs to other data: use a new --output")
+    chunk_size = chunk_size if chunk_size > 0 else max(1, 1024 // n_samples)
+    n_chunks = (len(todo) + chunk_size - 1) // chunk_size
+    n_left = sum((t, i) not in finished for t, i, _ in todo)
+    if finished:
+        logger.info(f"resuming: {len(todo) - n_left}/{len(todo)} problems already in {samples_path}")
+
+    for c in range(n_chunks):
+        chunk = [x for x in todo[c * chunk_size:(c + 1) * chunk_size] if (x[0], x[1]) not in finished]
+        if not chunk:
+            continue
+        t0 = time.time()
+        prompts = [tpl.format(p["problem"]) for _, _, p in chunk]
+        outs = actor.generate(prompts, n=n_samples, temperature=temperature, top_p=top_p,
+                              max_tokens=max_tokens, stop=list(tpl.stop),
+                              include_stop=tpl.include_stop, seed=seed + c)  # [P][n] Sample
+        t1 = time.time()
+        texts = [s.text for group in outs for s in group]
+        refs = [p["answer"] for _, _, p in chunk for _ in range(n_samples)]
+        graded = _grade(texts, refs, tpl, grade_workers)
+        rows = []
+        for j, ((t, i, p), prompt, group) in enumerate(zip(chunk, prompts, outs)):
+            samples = []
+            for k, s in enumerate(group):
+                reward, info = graded[j * n_samples + k]
+                samples.append({"response": s.text, "answer": info.get("answer"), "reward": reward,
+                                "formatted": bool(info.get("formatted")),
+                                "length": len(s.response_ids), "finish_reason": s.finish_reason,
+                                "grade_timeout": bool(info.get("timeout", False))})
+            rows.append({"task": t, "index": i, "problem": p["problem"], "reference": p["answer"],
+                         "prompt": prompt, "template": tpl.name, "model": model_name,
+                         "samples": samples})
+        if samples_path:
+            schema.append_jsonl(samples_path, rows)
+        finished.update({(r["task"], r["index"]): r for r in rows})
+        logger.info(f"eval chunk {c + 1}/{n_chunks}: {len(chunk)} problems x {n_samples}, "
+                    f"generate {t1 - t0:.1f}s, grade {time.time() - t1:.1f}s")
+
+    rows = [finished[(t, i)] for t, i, _ in todo]
+    summary = summarize(rows, list(tasks), config)
+    if output_dir:
+        _write_json(os.path.join(output_dir, "summary.json"), summary)
+    return rows, summary
