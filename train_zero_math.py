@@ -56,13 +56,14 @@ def _find_resume(cfg):
     if not cfg.resume:
         return None
     if cfg.resume != "auto":
-        if not os.path.exists(os.path.join(cfg.resume, "trainer_state.json")):
-            raise UserError(f"--resume {cfg.resume!r} is not a checkpoint (no trainer_state.json); "
-                            f"pass a save_path/checkpoints/step_XXXXX dir or 'auto'")
+        if not os.path.isdir(os.path.join(cfg.resume, "deepspeed")):
+            raise UserError(f"--resume {cfg.resume!r} is not a resumable checkpoint (no deepspeed/ state; "
+                            f"runs with --save_final_only_model keep only the model); pass a "
+                            f"save_path/checkpoints/step_XXXXX dir or 'auto'")
         return cfg.resume
     root = os.path.join(cfg.save_path, "checkpoints")
     done = sorted(d for d in os.listdir(root) if d.startswith("step_") and not d.endswith(".tmp")
-                  and os.path.exists(os.path.join(root, d, "trainer_state.json"))) if os.path.isdir(root) else []
+                  and os.path.isdir(os.path.join(root, d, "deepspeed"))) if os.path.isdir(root) else []
     return os.path.join(root, done[-1]) if done else None  # auto with nothing saved: fresh start
 
 
@@ -194,21 +195,22 @@ def main(**flags):
         dist.barrier()
         return out
 
-    def save_checkpoint(step):
+    def save_checkpoint(step, model_only=False):
         root = os.path.join(cfg.save_path, "checkpoints")
         final, tmp = os.path.join(root, f"step_{step:05d}"), os.path.join(root, f"step_{step:05d}.tmp")
         if rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
         dist.barrier()
-        learner.save(tmp, {"step": step})  # optimizer, scheduler, (sharded) module
+        if not model_only:
+            learner.save(tmp, {"step": step})  # optimizer, scheduler, (sharded) module
         sd = learner.full_state_dict(rank)
         torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                    os.path.join(tmp, f"rng_rank{rank}.pt"))
         if rank == 0:
             learner.engine.module.save_pretrained(os.path.join(tmp, "model"), state_dict=sd, safe_serialization=True)
             tok.save_pretrained(os.path.join(tmp, "model"))
-            state = {"step": step, "data_position": order.position, "world_size": world,
+            state = {"step": step, "data_position": order.position, "world_size": world, "model_only": model_only,
                      "tracker": tracker.state_dict() if tracker else None, "config": cfg.to_dict()}
             with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
                 json.dump(state, f, indent=1)
@@ -322,7 +324,9 @@ def main(**flags):
         bar.set_postfix(reward=f"{row['actor/reward_mean']:.2f}", len=f"{row['actor/response_len']:.0f}",
                         **({"eval_acc": f"{acc:.2f}"} if acc is not None else {}))
         bar.update(1)
-        if (cfg.save_steps and step % cfg.save_steps == 0) or step == cfg.max_steps:
+        if step == cfg.max_steps:
+            save_checkpoint(step, model_only=cfg.save_final_only_model)
+        elif cfg.save_steps and step % cfg.save_steps == 0:
             save_checkpoint(step)
     bar.close()
 
@@ -352,7 +356,17 @@ def main(**flags):
 
 
 def _cli():
+    import logging
+
     import fire
+
+    # The package logs one-time events (e.g. "built the synthetic base model") at INFO.
+    pkg = logging.getLogger("understand_r1_zero")
+    if not pkg.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+        pkg.addHandler(h)
+        pkg.setLevel(logging.INFO)
 
     from understand_r1_zero.config import flag_help
 
