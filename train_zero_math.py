@@ -227,11 +227,11 @@ def main(**flags):
     last_eval = first_eval
     bar = tqdm(total=cfg.max_steps, initial=start_step, disable=rank != 0 or not cfg.progress,
                dynamic_ncols=True, desc="RL")
+    budget = cfg.num_prompt_epoch * len(questions)  # prompts allowed by --num_prompt_epoch (0 = no limit)
     for step in range(start_step + 1, cfg.max_steps + 1):
-        if cfg.num_prompt_epoch and order.position >= cfg.num_prompt_epoch * len(questions):
-            log(f"[done] {cfg.num_prompt_epoch} prompt epoch(s) consumed at step {step - 1}")
-            break
         t0 = time.time()
+        # The last step: --max_steps reached, or the next step would exceed --num_prompt_epoch.
+        final = step == cfg.max_steps or bool(budget and order.position + 2 * cfg.rollout_batch_size > budget)
         # ============================================================ 1. sample prompts
         batch = order.next(cfg.rollout_batch_size)[rank * P_rank : (rank + 1) * P_rank]
         qs = [questions[i] for i in batch]
@@ -312,10 +312,7 @@ def main(**flags):
             dist.all_gather_object(every, rows)
             if rank == 0:
                 schema.append_jsonl(schema.rollout_path(cfg.save_path, step), [r for rs in every for r in rs])
-        if cfg.eval_steps and step % cfg.eval_steps == 0 and step != cfg.max_steps:
-            last_eval = run_eval(step)
-            row.update(last_eval)
-        if step == cfg.max_steps:
+        if final or (cfg.eval_steps and step % cfg.eval_steps == 0):
             last_eval = run_eval(step)
             row.update(last_eval)
         row["time/step_s"] = time.time() - t0
@@ -324,9 +321,12 @@ def main(**flags):
         bar.set_postfix(reward=f"{row['actor/reward_mean']:.2f}", len=f"{row['actor/response_len']:.0f}",
                         **({"eval_acc": f"{acc:.2f}"} if acc is not None else {}))
         bar.update(1)
-        if step == cfg.max_steps:
+        if final:
             save_checkpoint(step, model_only=cfg.save_final_only_model)
-        elif cfg.save_steps and step % cfg.save_steps == 0:
+            if step < cfg.max_steps:
+                log(f"[done] --num_prompt_epoch {cfg.num_prompt_epoch} reached at step {step}")
+            break
+        if cfg.save_steps and step % cfg.save_steps == 0:
             save_checkpoint(step)
     bar.close()
 
