@@ -26,7 +26,8 @@ METRICS_REQUIRED = (
     "train/loss", "train/grad_norm", "train/entropy", "train/clip_frac", "train/lr",
     "time/generate_s", "time/grade_s", "time/train_s", "time/sync_s", "time/step_s",
 )
-METRICS_OPTIONAL = ("train/kl", "actor/response_len_truncated", "eval/average/accuracy")
+METRICS_OPTIONAL = ("train/kl", "actor/accuracy", "actor/response_len_truncated", "train/tokens",
+                    "eval/average/accuracy")
 EVAL_KEY = re.compile(r"^eval/(?P<bench>[^/]+)/(?P<metric>accuracy|response_len|formatted_frac)$")
 
 # --------------------------------------------------------------- rollouts/*.jsonl
