@@ -44,10 +44,11 @@ def vllm_actor(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
-def small_base_model(tmp_path_factory):
-    """A briefly pretrained synthetic-task model (the demo's recipe, fewer steps): it earns some
-    reward, so RL updates are non-zero. Cached per session."""
+def demo_base_model():
+    """The embedded demo's base model (synthetic.build_base_model): pretrained here on the
+    synthetic task, cached in $URZ_CACHE or ~/.cache/understand_r1_zero (shared with
+    `python train_zero_math.py`, so CI builds it once per machine). It earns some reward,
+    so RL updates are non-zero."""
     from understand_r1_zero.synthetic import build_base_model
 
-    return build_base_model(cache_dir=str(tmp_path_factory.mktemp("urz_cache")), seed=0,
-                            steps=int(os.environ.get("URZ_TEST_BASE_STEPS", "250")))
+    return build_base_model()

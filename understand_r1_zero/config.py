@@ -41,7 +41,7 @@ class TrainConfig:
     """Evaluation data: a DatasetDict dir whose splits are benchmarks, a file, or 'synthetic'. Empty = no eval."""
     eval_tasks: str = ""
     """Comma-separated benchmark splits of --eval_data to use (empty = all)."""
-    eval_steps: int = 0
+    eval_steps: int = 20
     """Evaluate every N steps (0 = only at step 0 and at the end)."""
     eval_temperature: float = 0.0
     """Evaluation sampling temperature (0 = greedy, as in the paper)."""
@@ -69,7 +69,7 @@ class TrainConfig:
     """Responses per forward/backward on each process."""
     num_ppo_epochs: int = 1
     """Passes over each rollout batch."""
-    learning_rate: float = 2e-4
+    learning_rate: float = 3e-4
     """Peak learning rate (AdamW)."""
     lr_scheduler: str = "constant"
     """constant, linear or cosine (decay to 0 at --max_steps), after warmup."""
@@ -88,7 +88,7 @@ class TrainConfig:
     clip_high: float = -1.0
     """PPO clip: ratio upper bound 1 + clip_high (-1 = the algorithm's default: 0.28 for dapo, else 0.2)."""
     # ------------------------------------------------------------ duration and seed
-    max_steps: int = 60
+    max_steps: int = 80
     """RL steps (each: sample, grade, update, sync)."""
     num_prompt_epoch: int = 0
     """Stop after this many passes over the prompts (0 = no limit)."""

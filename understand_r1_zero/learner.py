@@ -87,11 +87,11 @@ class Learner:
         params = [p for p in model.parameters() if p.requires_grad]
         if device.type == "cpu":
             # FusedAdam needs CUDA; torch's AdamW is exact and fast enough on CPU.
-            opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.95),
+            opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.999),
                                     weight_decay=cfg.weight_decay)
         else:
             ds_config["optimizer"] = {"type": "AdamW", "params": {
-                "lr": cfg.learning_rate, "betas": [0.9, 0.95], "weight_decay": cfg.weight_decay}}
+                "lr": cfg.learning_rate, "betas": [0.9, 0.999], "weight_decay": cfg.weight_decay}}
             opt = None
         lam = _lr_lambda(cfg.lr_scheduler, cfg.warmup_steps, total_updates)
         sched = (lambda o: torch.optim.lr_scheduler.LambdaLR(o, lam))
