@@ -207,6 +207,7 @@ def main(**flags):
         sd = learner.full_state_dict(rank)
         torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                    os.path.join(tmp, f"rng_rank{rank}.pt"))
+        dist.barrier()  # every rank's files are in tmp before rank 0 renames it
         if rank == 0:
             learner.engine.module.save_pretrained(os.path.join(tmp, "model"), state_dict=sd, safe_serialization=True)
             tok.save_pretrained(os.path.join(tmp, "model"))
