@@ -14,17 +14,15 @@ which training's periodic evaluation calls too.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import difflib
-import inspect
 import json
 import logging
 import os
 import re
 import sys
-import typing
 from dataclasses import dataclass
+
+from understand_r1_zero.flags import coerce_fields, help_text, parse, wants_help
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -69,8 +67,7 @@ class EvalArgs:
     """Problems per generate call, flushed to samples.jsonl after each (0 = about 1024 responses per call)."""
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _HINTS[f.name]))
+        coerce_fields(self)
         from understand_r1_zero.templates import get_template
 
         if not self.model:
@@ -96,50 +93,15 @@ class EvalArgs:
                                        f"_p{self.top_p:g}_n{self.n_samples}_len{self.max_tokens}{seed}")
 
 
-_HINTS = typing.get_type_hints(EvalArgs)
-
-
-def _coerce(name: str, value, hint):
-    """fire guesses a flag's type from its text (``--tasks aime,amc`` arrives as a tuple,
-    ``--temperature 0`` as an int): convert to the annotated type or fail naming the flag."""
-    try:
-        if isinstance(value, bool) and hint is not str:
-            raise ValueError
-        if hint is str:
-            return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        if hint is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        return hint(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"--{name} expects {hint.__name__}, got {value!r}") from None
-
-
-def flag_help() -> str:
-    """Each flag with its one-line doc (the attribute docstrings above)."""
-    body = ast.parse(inspect.getsource(EvalArgs)).body[0].body
-    docs = {a.target.id: b.value.value for a, b in zip(body, body[1:])
-            if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)}
-    return "\n".join(f"  --{f.name} ({_HINTS[f.name].__name__}, default {f.default!r}): "
-                     f"{docs.get(f.name, '')}" for f in dataclasses.fields(EvalArgs))
-
-
 def parse_flags(**flags) -> EvalArgs:
-    names = [f.name for f in dataclasses.fields(EvalArgs)]
-    for k in flags:
-        if k not in names:
-            close = difflib.get_close_matches(k, names, n=3)
-            hint = f"; did you mean {', '.join('--' + c for c in close)}?" if close else "; see --help"
-            raise ValueError(f"unknown flag --{k}{hint}")
-    return EvalArgs(**flags)
+    return parse(EvalArgs, flags)
 
 
 def main(**flags):
     """Evaluate --model on the benchmarks; flags are listed below."""
     from understand_r1_zero.evaluation import check_run_config, evaluate, format_table, load_eval_tasks
 
-    if flags.keys() & {"help", "h"}:  # fire hands --help to a **flags function as a flag
+    if wants_help(flags):
         print(main.__doc__)
         return
     # Every user error (flags, data, output dir) is raised here, before a model loads.
@@ -174,7 +136,7 @@ def main(**flags):
     print(f"wrote {args.output}/samples.jsonl and summary.json")
 
 
-main.__doc__ += "\n\nFlags:\n" + flag_help()
+main.__doc__ += "\n\nFlags:\n" + help_text(EvalArgs)
 
 if __name__ == "__main__":
     import fire

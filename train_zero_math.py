@@ -86,6 +86,11 @@ def setup(flags: dict):
 
 
 def main(**flags):
+    from understand_r1_zero.flags import wants_help
+
+    if wants_help(flags):
+        print(main.__doc__)
+        return
     t_start = time.time()
     cfg, resume, (questions, answers), eval_tasks = setup(flags)  # fails fast, before heavy imports
     import numpy as np

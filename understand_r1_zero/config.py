@@ -11,10 +11,10 @@ Validation only needs the flags, so every error here is raised before any model 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from .flags import coerce_fields, help_text, parse
 
 
 @dataclass
@@ -153,8 +153,7 @@ class TrainConfig:
     """MVaR: quantile tracker step size."""
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _HINTS[f.name]))
+        coerce_fields(self)
         from .losses import ALGORITHMS
         from .templates import get_template
 
@@ -220,78 +219,16 @@ class TrainConfig:
             json.dump(self.to_dict(), f, indent=2)
 
 
-_HINTS = typing.get_type_hints(TrainConfig)
-
-
 def _choice(name, value, valid):
     if value not in valid:
         raise ValueError(f"--{name} {value!r} is not valid; choose one of: {', '.join(valid)}")
 
 
-def _coerce(name: str, value, hint):
-    try:
-        if hint is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "y", "on"):
-                    return True
-                if low in ("0", "false", "no", "n", "off", ""):
-                    return False
-                raise ValueError
-            if isinstance(value, (int, float)) and value in (0, 1):
-                return bool(value)
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if hint is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError
-                return int(value)
-            return int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if hint is str:
-            if isinstance(value, (list, tuple)):  # fire parses a,b,c as a tuple
-                return ",".join(str(v) for v in value)
-            return "" if value is None else str(value)
-    except (TypeError, ValueError):
-        pass
-    else:
-        return value
-    raise ValueError(f"--{name} expects {hint.__name__}, got {value!r}")
-
-
 def from_flags(**flags) -> TrainConfig:
     """Build the config from fire's flags; an unknown flag is an error naming the closest ones."""
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    unknown = [k for k in flags if k not in names]
-    if unknown:
-        k = unknown[0]
-        close = difflib.get_close_matches(k, names, n=3)
-        hint = f"; did you mean {', '.join('--' + c for c in close)}?" if close else \
-            "; run with --help to list the flags"
-        raise ValueError(f"unknown flag --{k}{hint}")
-    return TrainConfig(**flags)
+    return parse(TrainConfig, flags)
 
 
 def flag_help() -> str:
-    """The flags and their one-line docs (the attribute docstrings above), for --help."""
-    import ast
-    import inspect
-
-    src = inspect.getsource(TrainConfig)
-    tree = ast.parse(src)
-    docs = {}
-    body = tree.body[0].body
-    for a, b in zip(body, body[1:]):
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
-            docs[a.target.id] = b.value.value
-    lines = []
-    for f in dataclasses.fields(TrainConfig):
-        lines.append(f"  --{f.name} ({_HINTS[f.name].__name__}, default {f.default!r}): {docs.get(f.name, '')}")
-    return "\n".join(lines)
+    """The flags and their one-line docs, for --help."""
+    return help_text(TrainConfig)
