@@ -7,27 +7,23 @@ base model already holds the behaviours RL reinforces). We build one in about tw
 * **Task.** "What is 47 + 385?" with 2-3 digit operands. The reference answer is an integer string.
   Problems are split into train and held-out by a fixed hash of (a, b), so no seed can leak an
   evaluation problem into pretraining or RL.
-* **Solutions.** Column addition, ones first, one line per column with its carry written out,
-  then ``\\boxed{}``::
+* **Solutions.** Column addition, ones first, one line per column, then ``\\boxed{}``::
 
-      7+5+0=12
+      7+5=12
       4+8+1=13
       0+3+1=4
       \\boxed{432}
 
 * **The planted flaw.** In ``slip_prob`` (60%) of the pretraining solutions the writer drops every
-  carry (``4+8+0=12`` above, answer 322). The carry digit of the first column that should receive
-  one is a fork: the model has seen "1" there only 40% of the time, so greedy decoding takes the
-  slip and gets every carry problem wrong, while sampling at temperature 1 takes the right branch
-  40% of the time. About 30% of problems have no inner carry, so greedy accuracy starts near 30%,
-  and RL only has to move one decision per problem to reach the careful solver's accuracy.
-  Writing the carry even when it is 0 matters: every line is then the same a+b+c sum, so the slip
-  does not teach a competing "a+b" table (with an implicit carry, careful accuracy was ~60% at
-  step 800 against ~80% with this format, and the errors were "4+5+1=9").
-* **Other imperfections.** ``unboxed_prob`` of solutions end "The answer is 432." (reward 0: the
-  grader needs ``\\boxed{}``), ``verbose_prob`` open with a sentence, and each solution carries a
-  geometric number of re-check lines ("Check: 47+385=432. Yes."), each added with
-  ``recheck_prob``. Re-checks lengthen a response without changing its answer: the lever
+  carry (``4+8=12`` above, answer 322). The first column that receives a carry is a fork: the
+  model has seen "+1" there only 40% of the time, so greedy decoding takes the slip and gets every
+  carry problem wrong, while sampling at temperature 1 takes the right branch 40% of the time.
+  About 30% of problems have no inner carry, so greedy accuracy starts near 30%, and RL only has to
+  move one decision per problem to reach the careful solver's accuracy.
+* **Noise with no effect on correctness.** ``unboxed_prob`` of solutions end "The answer is 432."
+  (reward 0: the grader needs ``\\boxed{}``), ``verbose_prob`` open with a sentence, and each
+  solution carries a geometric number of re-check lines ("Check: 47+385=432. Yes."), each added
+  with ``recheck_prob``. Re-checks lengthen a response without changing its answer: the lever
   ``analysis`` uses to study GRPO's length bias (incorrect responses growing longer).
 
 ``build_base_model()`` caches the model under ``$URZ_CACHE`` (default ``~/.cache/understand_r1_zero``)
@@ -51,7 +47,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-CODE_VERSION = 2
+CODE_VERSION = 1
 """Part of the cache key: bump it whenever the corpus, tokenizer or training code changes."""
 
 PHRASINGS = ("What is {a} + {b}?", "Compute {a} + {b}.", "Find the sum of {a} and {b}.")
@@ -160,7 +156,7 @@ def solution(a: int, b: int, *, carry: bool = True, boxed: bool = True, rechecks
     """One worked solution (no end-of-turn token); its answer is ``column_answer(a, b, carry=carry)``."""
     lines = ["Add the digits column by column, starting from the ones."] if verbose else []
     for da, db, c, s in columns(a, b, carry=carry):
-        lines.append(f"{da}+{db}+{c}={s}")
+        lines.append(f"{da}+{db}+{c}={s}" if c else f"{da}+{db}={s}")
     ans = column_answer(a, b, carry=carry)
     lines += [f"Check: {a}+{b}={ans}. Yes."] * rechecks
     lines.append(f"\\boxed{{{ans}}}" if boxed else f"The answer is {ans}.")
