@@ -91,6 +91,8 @@ def main(**flags):
     if wants_help(flags):
         print(main.__doc__)
         return
+    if "local_rank" in flags:  # appended by the `deepspeed` launcher; torchrun uses LOCAL_RANK
+        os.environ.setdefault("LOCAL_RANK", str(flags.pop("local_rank")))
     t_start = time.time()
     cfg, resume, (questions, answers), eval_tasks = setup(flags)  # fails fast, before heavy imports
     import numpy as np

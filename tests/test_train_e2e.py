@@ -92,3 +92,16 @@ def test_resume_reproduces_uninterrupted_run(demo_base_model, tmp_path):
     wb = load_file(str(b / "checkpoints" / "step_00004" / "model" / "model.safetensors"))
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-6
 
+
+
+def test_deepspeed_launcher_two_processes(demo_base_model, tmp_path):
+    """`deepspeed --num_gpus N train_zero_math.py` appends --local_rank=N to every rank's argv."""
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2",
+           "--master_port", str(29700 + os.getpid() % 1000), TRAIN]
+    r = subprocess.run(cmd + _flags(demo_base_model, tmp_path / "run", max_steps=1, eval_data="", zero_stage=2),
+                       capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "2 process(es)" in r.stdout
+    rows = schema.read_metrics(str(tmp_path / "run"))
+    assert [row["step"] for row in rows] == [1]
