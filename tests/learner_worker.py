@@ -39,6 +39,12 @@ def main():
     sd = learner.full_state_dict(rank)
     if rank == 0:
         torch.save({"state": sd, "stats": stats}, out)
+    # Exit together and tear gloo down explicitly: a rank leaving while its peer still talks to it
+    # aborts in gloo's threads ("terminate called without an active exception").
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+
+from understand_r1_zero.learner import free_port
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,7 +25,7 @@ def _run(model_dir, out, algo, zero, micro, nproc=1):
         cmd = [sys.executable, WORKER]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(29500 + os.getpid() % 1000), WORKER]
+               "--master_port", str(free_port()), WORKER]
     r = subprocess.run(cmd + [model_dir, str(out), algo, str(zero), str(micro)],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

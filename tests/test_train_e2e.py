@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from understand_r1_zero.learner import free_port
+
 from safetensors.torch import load_file
 
 from understand_r1_zero import schema
@@ -33,7 +35,7 @@ def _train(flags, nproc=1, timeout=900):
     else:
         env["OMP_NUM_THREADS"] = "1"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(29600 + os.getpid() % 1000), TRAIN]
+               "--master_port", str(free_port()), TRAIN]
     r = subprocess.run(cmd + flags, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     return r.stdout
@@ -98,7 +100,7 @@ def test_deepspeed_launcher_two_processes(demo_base_model, tmp_path):
     """`deepspeed --num_gpus N train_zero_math.py` appends --local_rank=N to every rank's argv."""
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2",
-           "--master_port", str(29700 + os.getpid() % 1000), TRAIN]
+           "--master_port", str(free_port()), TRAIN]
     r = subprocess.run(cmd + _flags(demo_base_model, tmp_path / "run", max_steps=1, eval_data="", zero_stage=2),
                        capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
