@@ -61,8 +61,8 @@ class EvalArgs:
     """Grader processes (0 = the grader's default)."""
     dtype: str = "auto"
     """Actor dtype: auto = bfloat16 on GPU (as the paper's evaluation), float32 on CPU."""
-    max_model_len: int = 4096
-    """Engine context length; must hold the prompt plus --max_tokens."""
+    max_model_len: int = 0
+    """Context (prompt + response positions) for both backends; responses stop at its end. 0 = the model's max_position_embeddings (Qwen2.5-Math: 4096)."""
     chunk_size: int = 0
     """Problems per generate call, flushed to samples.jsonl after each (0 = about 1024 responses per call)."""
 
@@ -78,10 +78,10 @@ class EvalArgs:
             raise ValueError(f"--backend {self.backend!r} is not valid; choose vllm or hf")
         if not [t for t in self.tasks.split(",") if t.strip()]:
             raise ValueError("--tasks is empty; e.g. --tasks aime,amc,math,minerva,olympiad_bench")
-        for name in ("n_samples", "max_tokens", "max_model_len"):
+        for name in ("n_samples", "max_tokens"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("temperature", "limit", "grade_workers", "chunk_size"):
+        for name in ("temperature", "limit", "grade_workers", "chunk_size", "max_model_len"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.top_p <= 1:
@@ -123,13 +123,15 @@ def main(**flags):
     from understand_r1_zero.actor import make_actor
 
     actor = make_actor(args.backend, args.model, seed=args.seed, dtype=args.dtype,
-                       max_model_len=args.max_model_len)
+                       max_model_len=args.max_model_len or None)
     try:
         _, summary = evaluate(actor, tasks, template=args.template, n_samples=args.n_samples,
                               temperature=args.temperature, top_p=args.top_p,
                               max_tokens=args.max_tokens, seed=args.seed,
                               grade_workers=args.grade_workers or None, model_name=args.model,
                               output_dir=args.output, chunk_size=args.chunk_size)
+    except ValueError as e:  # e.g. a prompt longer than the context, found before generating
+        sys.exit(f"evaluate_model.py: error: {e}")
     finally:
         actor.close()
     print(format_table(summary))

@@ -140,6 +140,15 @@ def main(**flags):
                        gpu_memory_utilization=cfg.vllm_gpu_ratio,
                        max_model_len=None, enable_sleep_mode=cfg.vllm_sleep)
     tok = actor.tokenizer
+    fix = "drop those prompts from the data (or use a model with a longer context)"
+    try:  # every prompt must leave room for a response; fail now, not mid-run
+        actor.check_prompt_lengths([len(actor.encode(tpl(q))) for q in questions],
+                                   names=[f"train prompt #{i}" for i in range(len(questions))], fix=fix)
+        for task, probs in eval_tasks.items():
+            actor.check_prompt_lengths([len(actor.encode(tpl(p["problem"]))) for p in probs],
+                                       names=[f"eval {task}#{i}" for i in range(len(probs))], fix=fix)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     learner.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     order = PromptOrder(len(questions), cfg.seed)
     tracker = losses.QuantileTracker([cfg.mvar_alpha, cfg.mvar_beta], cfg.q_lr) if cfg.algo == "mvar" else None

@@ -262,6 +262,24 @@ def test_finish_response_rules(hf_actor):
     assert r[0] == ids and r[3] == "length"
 
 
+def test_response_stops_at_the_context_end(actor, ref_model):
+    """prompt + response never pass the context (vLLM's rule; hf cuts its rows the same way),
+    and a prompt that fills the context is a one-line error naming it, before any generation."""
+    C = actor.context_len
+    assert C == ref_model.config.max_position_embeddings
+    base = actor.encode(PROMPTS[0])
+    long = (base * (C // len(base) + 1))[-(C - 5):]  # room for 5 response tokens
+    with weights_loaded(actor, ref_model, scrambled(ref_model)):
+        full = hf_greedy(ref_model, long, 5, actor.eos_token_ids)
+        (s,) = actor.generate([long], temperature=0, max_tokens=50)[0]
+    assert not set(full) & set(actor.eos_token_ids) and len(full) == 5
+    assert s.response_ids == full and s.finish_reason == "length" and len(s.logprobs) == 5
+    too_long = (base * (C // len(base) + 1))[:C]
+    with pytest.raises(ValueError, match=rf"^1 prompt\(s\) do not fit the actor's context of {C} "
+                                         rf"positions \(longest: #1, {C} tokens\); raise max_model_len"):
+        actor.generate([base, too_long], max_tokens=1)
+
+
 def test_bad_arguments(hf_actor):
     with pytest.raises(TypeError):
         hf_actor.generate("a single string")

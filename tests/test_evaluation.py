@@ -248,6 +248,20 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode != 0 and "unknown flag --temprature; did you mean --temperature" in r.stderr
 
 
+def test_cli_prompt_longer_than_context_is_one_line(tmp_path, tiny_model_dir):
+    """Found before generating: the problem is named, nothing is written, the fix is given."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n"
+                    + json.dumps({"problem": "long " * 200, "answer": "3"}) + "\n")
+    r = _cli("--model", tiny_model_dir, "--backend", "hf", "--dtype", "float32", "--max_tokens", "8",
+             "--max_model_len", "128", "--eval_data", str(data), "--tasks", "d", "--output", str(tmp_path / "o"))
+    err = r.stderr.strip().splitlines()[-1]  # after the INFO log lines; no traceback
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert err.startswith("evaluate_model.py: error: 1 prompt(s) do not fit the actor's context of "
+                          "128 positions (longest: d#1,")
+    assert "raise max_model_len" in err and not (tmp_path / "o" / "samples.jsonl").exists()
+
+
 def test_cli_tiny_model_hf(tmp_path, tiny_model_dir, shared_data):
     out = tmp_path / "out"
     r = _cli("--model", tiny_model_dir, "--backend", "hf", "--dtype", "float32", "--limit", "2",

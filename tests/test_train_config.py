@@ -94,3 +94,20 @@ def test_cli_one_line_error_before_model_load(tmp_path):
     assert err == ["error: --pretrain '/no/such/model' does not exist; pass a local HF model directory, "
                    "a hub name like Qwen/Qwen2.5-Math-1.5B, or 'synthetic'"]
     assert not os.path.exists(tmp_path / "run")  # nothing written, nothing loaded
+
+
+def test_cli_prompt_longer_than_context_fails_before_training(tmp_path, tiny_model_dir):
+    """Checked once the actor is up, for every train and eval prompt: not at the step that draws it."""
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": "2"}) + "\n"
+                            for q in ["1+1?", "long " * 1000, "2+0?", "0+2?"]))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_zero_math.py"), "--pretrain", tiny_model_dir,
+                        "--prompt_data", str(data), "--input_key", "question", "--eval_data", "",
+                        "--actor", "hf", "--rollout_batch_size", "2", "--num_samples", "2",
+                        "--micro_batch_size", "4", "--save_path", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert r.returncode == 2, r.stderr[-2000:]
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "1 prompt(s) do not fit the actor's context of 2048 positions " \
+        "(longest: train prompt #1," in err[0] and "drop those prompts" in err[0], r.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run" / "metrics.jsonl")

@@ -75,6 +75,7 @@ class Actor:
     a generate-while-asleep bug fails on CPU too, where sleep itself does nothing."""
 
     on_cpu = False  # set by the backend; num_threads only applies on CPU
+    context_len: int | None = None  # set by the backend: positions for prompt + response
 
     def __init__(self, model_path: str, *, seed: int = 0, num_threads: int | None = 1):
         from transformers import AutoTokenizer
@@ -103,6 +104,7 @@ class Actor:
             return []
         stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
         prompt_ids = [self.encode(p) for p in prompts]
+        self.check_prompt_lengths([len(p) for p in prompt_ids])
         # On CPU, generate with few torch threads (vLLM's serving choice) and hand the learner
         # its own count back: decoding is many tiny ops, and OMP workers spin-waiting between
         # them made 2 threads 10-40x slower than 1 on our shared, loaded 2-core box.
@@ -142,6 +144,24 @@ class Actor:
         if bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos:
             ids = ids[1:]  # the template wrote the BOS out and the tokenizer added another
         return ids
+
+    def check_prompt_lengths(self, lengths, names=None, fix: str = "") -> None:
+        """Raise (one line) if a prompt leaves no room for a response in ``context_len``.
+
+        Responses that merely run into the context end are cut there (``finish_reason``
+        "length") by both backends, as vLLM does; a prompt that does not fit is an error
+        rather than a silently dropped or truncated problem."""
+        if not self.context_len:
+            return
+        bad = [k for k, n in enumerate(lengths) if n >= self.context_len]
+        if bad:
+            k = max(bad, key=lambda k: lengths[k])
+            name = names[k] if names else f"#{k}"
+            fix = fix or ("raise max_model_len (past the model's max_position_embeddings vLLM "
+                          "also needs VLLM_ALLOW_LONG_MAX_MODEL_LEN=1) or leave those prompts out")
+            raise ValueError(f"{len(bad)} prompt(s) do not fit the actor's context of "
+                             f"{self.context_len} positions (longest: {name}, {lengths[k]} "
+                             f"tokens); {fix}")
 
     def stop_token_ids(self, stop=()) -> list[int]:
         """EOS ids plus stop strings that are single special tokens: those never appear in the
@@ -247,8 +267,9 @@ class HFActor(Actor):
     def __init__(self, model_path: str, *, seed: int = 0, dtype: str = "auto",
                  device: str | None = None, batch_size: int = 64, num_threads: int | None = 1,
                  gpu_memory_utilization=None, max_model_len=None, enable_sleep_mode=None):
-        # gpu_memory_utilization / max_model_len / enable_sleep_mode are vLLM's; accepted so
-        # one config drives both backends, and ignored here.
+        # gpu_memory_utilization / enable_sleep_mode are vLLM's; accepted so one config drives
+        # both backends, and ignored here. max_model_len (default: the model's
+        # max_position_embeddings) caps prompt + response, as in vLLM.
         from transformers import AutoModelForCausalLM, GenerationConfig
 
         super().__init__(model_path, seed=seed, num_threads=num_threads)
@@ -263,6 +284,7 @@ class HFActor(Actor):
         self.model.generation_config = GenerationConfig(
             eos_token_id=self.eos_token_ids, pad_token_id=self._pad_id())
         self.batch_size = batch_size
+        self.context_len = max_model_len or getattr(self.model.config, "max_position_embeddings", None)
 
     def _pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
@@ -279,8 +301,6 @@ class HFActor(Actor):
         # temperature 0 is greedy, as in vLLM; top_k=0 turns off HF's default top-k of 50.
         sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) \
             if temperature > 0 else dict(do_sample=False)
-        gc_ = GenerationConfig(**sampling, max_new_tokens=max_tokens, eos_token_id=stop_ids,
-                               pad_token_id=self._pad_id(), stop_strings=list(stop) or None)
         rows = [p for p in prompt_ids for _ in range(n)]
         samples = []
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
@@ -294,6 +314,11 @@ class HFActor(Actor):
                 for j, r in enumerate(batch):  # left padding: generation appends on the right
                     ids[j, L - len(r):] = torch.tensor(r)
                     mask[j, L - len(r):] = 1
+                # A row's response ends where the context does (vLLM's rule); rows are cut below.
+                room = [self.context_len - len(r) if self.context_len else max_tokens for r in batch]
+                gc_ = GenerationConfig(**sampling, max_new_tokens=min(max_tokens, max(room)),
+                                       eos_token_id=stop_ids, pad_token_id=self._pad_id(),
+                                       stop_strings=list(stop) or None)
                 rec = _RawLogprobs()
                 out = self.model.generate(  # [B, L+T]; positions come from the mask
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
@@ -303,8 +328,8 @@ class HFActor(Actor):
                 lps = rec.finish(new).cpu()  # [B, T]
                 for j, r in enumerate(batch):
                     rid, lp, text, reason = finish_response(
-                        self.tokenizer, new[j].tolist(), lps[j].tolist(), stop=stop,
-                        include_stop=include_stop, stop_token_ids=stop_ids)
+                        self.tokenizer, new[j, :room[j]].tolist(), lps[j, :room[j]].tolist(),
+                        stop=stop, include_stop=include_stop, stop_token_ids=stop_ids)
                     samples.append(Sample(prompt_ids=list(r), response_ids=rid, text=text,
                                           logprobs=lp, finish_reason=reason))
         return [samples[k * n: (k + 1) * n] for k in range(len(prompt_ids))]

@@ -353,6 +353,10 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
         if row is not None and (row["problem"] != p["problem"] or len(row["samples"]) != n_samples):
             raise ValueError(f"{samples_path}: row {t}#{i} does not match this run's problem or "
                              f"n_samples; the output dir belongs to other data: use a new --output")
+    if getattr(actor, "context_len", None):  # fail before generating, naming the problem
+        left = [(t, i, p) for t, i, p in todo if (t, i) not in finished]
+        actor.check_prompt_lengths([len(actor.encode(tpl.format(p["problem"]))) for _, _, p in left],
+                                   names=[f"{t}#{i}" for t, i, _ in left])
     chunk_size = chunk_size if chunk_size > 0 else max(1, 1024 // n_samples)
     n_chunks = (len(todo) + chunk_size - 1) // chunk_size
     n_left = sum((t, i) not in finished for t, i, _ in todo)

@@ -205,6 +205,7 @@ class VLLMActor(Actor):
         # Level 1 offloads weights to host RAM; level 2 discards them (less RAM, but then
         # load_weights must run after wake() and before the next generate).
         self.sleep_mode = enable_sleep_mode and not self.on_cpu
+        self.context_len = self.llm.llm_engine.model_config.max_model_len
         self.sleep_level = sleep_level
         self.weights_dropped = False
 
