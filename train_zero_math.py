@@ -77,9 +77,9 @@ def setup(flags: dict):
         _check_pretrain(cfg.pretrain)
         resume = _find_resume(cfg)
         prompts = load_prompts(cfg.prompt_data, cfg.train_split, cfg.input_key, cfg.output_key,
-                               seed=cfg.seed, limit=cfg.max_train_samples)
+                               limit=cfg.max_train_samples)
         evals = load_eval(cfg.eval_data, cfg.eval_tasks, cfg.input_key, cfg.output_key,
-                          seed=cfg.seed, limit=cfg.eval_limit)
+                          limit=cfg.eval_limit)
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise UserError(str(e)) from None
     return cfg, resume, prompts, evals

@@ -1,7 +1,8 @@
 """The embedded demo, shortened: same pipeline and base model, 20 steps instead of 80, a 100-problem eval.
 
-The assertion: greedy held-out accuracy rises above its step-0 value (the full default run went
-0.335 -> 0.86 in 80 steps in the run recorded in the README).
+The assertions are the issue's bar for the full run, met here already: greedy held-out accuracy
+rises by at least 30 points and ends at 80% or more (the full default run: 0.28 -> 0.98 or so,
+recorded in the README; 20 steps reached 0.98 for run seeds 0 and 1 in our runs).
 """
 
 import os
@@ -25,7 +26,5 @@ def test_short_demo_learns(demo_base_model, tmp_path, actor):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = schema.read_metrics(str(out))
     before, after = rows[0]["eval/average/accuracy"], rows[-1]["eval/average/accuracy"]
-    # RL on this tiny model is chaotic: seeded runs have differed between invocations (0.31 -> 0.49
-    # and 0.335 -> 0.76 at step 20), so the bar is "clearly above the start": >= 5 more problems of 100.
-    assert after >= before + 0.05, (before, after)
+    assert after >= before + 0.30 and after >= 0.80, (before, after)
     assert "summary: eval accuracy" in r.stdout

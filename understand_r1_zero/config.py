@@ -69,8 +69,8 @@ class TrainConfig:
     """Responses per forward/backward on each process."""
     num_ppo_epochs: int = 1
     """Passes over each rollout batch."""
-    learning_rate: float = 3e-4
-    """Peak learning rate (AdamW)."""
+    learning_rate: float = 5e-5
+    """Peak learning rate (AdamW). The default suits the demo's tiny model (3e-4 oscillates there); real models want ~1e-6 (examples/)."""
     lr_scheduler: str = "constant"
     """constant, linear or cosine (decay to 0 at --max_steps), after warmup."""
     warmup_steps: int = 0

@@ -65,13 +65,14 @@ def check_keys(ds, keys, what: str):
                          f"{', '.join(ds.column_names)}; set {flag}")
 
 
-def load_prompts(spec: str, split: str, input_key: str, output_key: str, *, seed: int = 0,
+def load_prompts(spec: str, split: str, input_key: str, output_key: str, *,
                  limit: int = 0) -> tuple[list[str], list]:
-    """Training (questions, answers)."""
+    """Training (questions, answers). ``"synthetic"`` is the demo task's train split: a fixed
+    dataset (task seed 0) like any on disk, so runs with different ``--seed`` share it."""
     if spec == "synthetic":
         from .synthetic import synthetic_datasets
 
-        ds, _ = synthetic_datasets(seed=seed)
+        ds, _ = synthetic_datasets()
     else:
         ds = pick_split(load_any(spec, "--prompt_data"), split, f"--prompt_data {spec!r}")
     check_keys(ds, (input_key, output_key), f"--prompt_data {spec!r}")
@@ -82,15 +83,16 @@ def load_prompts(spec: str, split: str, input_key: str, output_key: str, *, seed
     return list(ds[input_key]), list(ds[output_key])
 
 
-def load_eval(spec: str, tasks: str, input_key: str, output_key: str, *, seed: int = 0,
+def load_eval(spec: str, tasks: str, input_key: str, output_key: str, *,
               limit: int = 0) -> dict[str, list[dict]]:
-    """Evaluation benchmarks: {task name: [{'problem', 'answer'}, ...]}."""
+    """Evaluation benchmarks: {task name: [{'problem', 'answer'}, ...]}. ``"synthetic"`` is the
+    demo task's held-out split (fixed, task seed 0: every run seed is scored on the same problems)."""
     if not spec:
         return {}
     if spec == "synthetic":
         from .synthetic import synthetic_datasets
 
-        _, ev = synthetic_datasets(seed=seed)
+        _, ev = synthetic_datasets()
         rows = [{"problem": p, "answer": a} for p, a in zip(ev[input_key], ev[output_key])]
         return {"synthetic": rows[:limit] if limit else rows}
     from .evaluation import load_eval_tasks
