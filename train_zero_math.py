@@ -138,7 +138,8 @@ def main(**flags):
     actor = make_actor(cfg.actor, actor_path, seed=cfg.seed + rank,
                        dtype="bfloat16" if cfg.bf16 else "float32",
                        gpu_memory_utilization=cfg.vllm_gpu_ratio,
-                       max_model_len=None, enable_sleep_mode=cfg.vllm_sleep)
+                       max_model_len=None, enable_sleep_mode=cfg.vllm_sleep,
+                       num_threads=cfg.actor_threads or None)
     tok = actor.tokenizer
     fix = "drop those prompts from the data (or use a model with a longer context)"
     try:  # every prompt must leave room for a response; fail now, not mid-run

@@ -96,8 +96,10 @@ def _worker(kind: str, out: str, **kw) -> dict:
 def ours_steps(actor: str, model: str, prompts: str, steps: int, save: str) -> dict:
     from understand_r1_zero import schema
 
+    base, _, variant = actor.partition("_")  # hf_allthreads: --actor_threads 0 (torch's count)
     cmd = [sys.executable, os.path.join(REPO, "train_zero_math.py"), f"--pretrain={model}",
-           f"--prompt_data={prompts}", "--eval_data=", f"--actor={actor}", f"--max_steps={steps}",
+           f"--prompt_data={prompts}", "--eval_data=", f"--actor={base}", f"--max_steps={steps}",
+           f"--actor_threads={0 if variant == 'allthreads' else 1}",
            f"--rollout_batch_size={P}", f"--num_samples={G}", f"--generate_max_length={MAX_TOKENS}",
            f"--micro_batch_size={P * G}", "--algo=drgrpo", f"--save_path={save}", "--progress=False"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -296,7 +298,8 @@ def loss_worker(model: str) -> dict:
 
 
 # ------------------------------------------------------------------ orchestration
-def main(parts="step,crossover,loss", steps: int = 12, skip: int = 2, rounds: int = 2, actors="hf,vllm",
+def main(parts="step,crossover,loss", steps: int = 12, skip: int = 2, rounds: int = 2,
+         actors="hf,hf_allthreads,vllm",
          sweep_tokens="40,160", max_load: float = 1.5, wait_s: float = 1800,
          out: str = "benchmarks/results/trl.json", worker: str = "", worker_out: str = "", **kw) -> None:
     if worker:  # a subprocess doing one part
@@ -322,8 +325,9 @@ def main(parts="step,crossover,loss", steps: int = 12, skip: int = 2, rounds: in
         if "step" in parts:
             # Rounds of back-to-back runs (order rotated each round), so a load change on the
             # shared machine hits every contender alike; medians pool all rounds' kept steps.
-            # trl_1thread: TRL with torch at 1 thread, its best case on a contended 2-core box
-            # (our actor generates at 1 thread; both learners use torch's default).
+            # trl_1thread: TRL with torch at 1 thread, its best case on a contended 2-core box.
+            # ours_hf generates at 1 thread (--actor_threads 1, the default), ours_hf_allthreads
+            # at torch's count, like TRL as shipped; both learners use torch's default.
             who_all = ["trl", "trl_1thread"] + [f"ours_{a}" for a in actors]
             runs = {w: [] for w in who_all}
             for rnd in range(rounds):
@@ -370,7 +374,7 @@ def main(parts="step,crossover,loss", steps: int = 12, skip: int = 2, rounds: in
             res = []
             for spec in SWEEP:
                 path, n = build_model(tmp, spec)
-                for a in actors:
+                for a in [a for a in actors if "_" not in a]:
                     lb = wait_for_quiet(max_load, wait_s)
                     r = _worker("crossover", os.path.join(tmp, f"x_{a}.json"), actor=a, model=path, max_tokens=toks)
                     for mt, v in r.items():
@@ -379,6 +383,8 @@ def main(parts="step,crossover,loss", steps: int = 12, skip: int = 2, rounds: in
                     print(f"  {a:>4} h{spec['hidden_size']} l{spec['num_layers']} ({n / 1e6:.2f}M): "
                           + ", ".join(f"{mt} tok gen {v['generate_s']:.3f} s sync {v['sync_s']:.4f} s"
                                       for mt, v in r.items()), flush=True)
+                    payload["crossover"] = {"rows": res, "partial": True}
+                    write_json(out, payload)  # a long sweep keeps what it has measured
             payload["crossover"] = {"rows": res, "faster": _crossover_table(res)}
         if "loss" in parts:
             payload["loss"] = _worker("loss", os.path.join(tmp, "loss.json"), model=model)

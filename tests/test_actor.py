@@ -158,8 +158,8 @@ def test_logprobs_match_learner(actor, ref_model):
     flat = [s for g in groups for s in g]
     batch = collate(flat, pad_id=0)
     with torch.no_grad():
-        lp = token_logprobs(ref_model, batch["input_ids"], batch["attention_mask"],
-                           temperature=1.0)  # [B, T-1]
+        lp = token_logprobs(ref_model, batch["input_ids"], batch["attention_mask"], temperature=1.0,
+                            first=min(len(s.prompt_ids) for s in flat) - 1)  # [B, T-1], as the learner
     sampled = torch.zeros_like(lp)
     for i, s in enumerate(flat):
         p = len(s.prompt_ids)
@@ -169,6 +169,19 @@ def test_logprobs_match_learner(actor, ref_model):
     print(f"\n[{type(actor).__name__}] logprob mismatch over {int(m.sum())} tokens: "
           f"mean |d| = {delta.mean():.2e}, max |d| = {delta.max():.2e}")
     assert delta.mean() <= 1e-3 and delta.max() <= 1e-2
+
+
+def test_token_logprobs_first_skips_only_the_unneeded_columns(ref_model):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 400, (3, 20), generator=g)
+    mask = torch.ones(3, 20, dtype=torch.long)
+    mask[2, 15:] = 0  # right padding, as collate makes
+    with torch.no_grad():
+        full, ent = token_logprobs(ref_model, ids, mask, temperature=0.7, with_entropy=True)
+        part, pent = token_logprobs(ref_model, ids, mask, temperature=0.7, with_entropy=True, first=7)
+    assert part.shape == full.shape == pent.shape == (3, 19)
+    assert torch.allclose(part[:, 7:], full[:, 7:], atol=1e-5) and (part[:, :7] == 0).all()
+    assert torch.allclose(pent[:, 7:], ent[:, 7:], atol=1e-5) and (pent[:, :7] == 0).all()
 
 
 def test_load_weights_then_greedy_matches_transformers(actor, ref_model):

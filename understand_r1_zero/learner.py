@@ -120,8 +120,9 @@ class Learner:
         """Per-sample response-token logprobs [len(response)] under ``model`` (no grad)."""
         out = []
         for i, b in self._batches(samples, size):
+            first = min(len(s.prompt_ids) for s in samples[i : i + size]) - 1  # skip prompt-only columns
             lp = token_logprobs(model, b["input_ids"], b["attention_mask"],
-                                temperature=self.cfg.temperature)  # [B, T-1]
+                                temperature=self.cfg.temperature, first=first)  # [B, T-1]
             for j, s in enumerate(samples[i : i + size]):
                 p = len(s.prompt_ids)
                 out.append(lp[j, p - 1 : p - 1 + len(s.response_ids)].float().cpu())
@@ -160,7 +161,8 @@ class Learner:
                     mb = [samples[i] for i in mi]
                     b = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
                     lp, ent = token_logprobs(self.engine, b["input_ids"], b["attention_mask"],
-                                             temperature=cfg.temperature, with_entropy=True)  # [B, T-1]
+                                             temperature=cfg.temperature, with_entropy=True,
+                                             first=min(len(s.prompt_ids) for s in mb) - 1)  # [B, T-1]
                     mask = b["response_mask"] * loss_mask[mi].to(self.device)[:, None]  # [B, T-1]
                     old_lp = lp.detach() if old is None else _scatter(old, mi, mb, lp)
                     adv = advantages[mi].to(self.device)  # [B]

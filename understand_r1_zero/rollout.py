@@ -33,27 +33,36 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                   temperature: float = 1.0, with_entropy: bool = False):
+                   temperature: float = 1.0, with_entropy: bool = False, first: int = 0):
     """Log-probability of every token given its prefix.
 
     input_ids, attention_mask: [B, T] (left or right padded). Returns logprobs [B, T-1] for
     tokens ``input_ids[:, 1:]`` (and the entropy [B, T-1] of each predictive distribution if
     ``with_entropy``). Logits are divided by the sampling temperature, as the sampler does.
+
+    ``first``: output columns before it are not needed (e.g. the shared prompt part of a
+    right-padded batch) and come back as 0. The LM head and the log-softmax then run only on
+    the last T - first positions (HF's ``logits_to_keep``, as TRL does): on long prompts this
+    saves most of the [B, T, V] logits' memory and time.
     """
+    T = input_ids.shape[1]
+    first = max(0, min(int(first), T - 1))
+    kw = {"logits_to_keep": T - first} if first else {}
     out = model(input_ids=input_ids, attention_mask=attention_mask,
-                position_ids=position_ids_from_mask(attention_mask), use_cache=False)
-    logits = out.logits[:, :-1].float()  # [B, T-1, V]
+                position_ids=position_ids_from_mask(attention_mask), use_cache=False, **kw)
+    logits = out.logits[:, :-1].float()  # [B, T-1-first, V]: predicts tokens first+1 .. T-1
     if temperature != 1.0:
         logits = logits / temperature
-    targets = input_ids[:, 1:]  # [B, T-1]
-    logz = torch.logsumexp(logits, dim=-1)  # [B, T-1]
-    lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz  # [B, T-1]
+    targets = input_ids[:, first + 1:]  # [B, T-1-first]
+    logz = torch.logsumexp(logits, dim=-1)  # [B, T-1-first]
+    lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz  # [B, T-1-first]
+    pad = (first, 0)  # back to [B, T-1], zeros in front
     if not with_entropy:
-        return lp
+        return torch.nn.functional.pad(lp, pad)
     with torch.no_grad():
         p = torch.softmax(logits, dim=-1)
-        ent = logz - (p * logits).sum(-1)  # [B, T-1]
-    return lp, ent
+        ent = logz - (p * logits).sum(-1)  # [B, T-1-first]
+    return torch.nn.functional.pad(lp, pad), torch.nn.functional.pad(ent, pad)
 
 
 def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
