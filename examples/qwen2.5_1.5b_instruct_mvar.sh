@@ -50,6 +50,7 @@ launch \
   --q_mode track \
   --q_lr 0.1 \
   --actor vllm \
+  --actor_threads 1 \
   --vllm_gpu_ratio 0.35 \
   --vllm_sleep True \
   --zero_stage 2 \

@@ -43,6 +43,7 @@ launch \
   --num_prompt_epoch 20 \
   --seed 42 \
   --actor vllm \
+  --actor_threads 1 \
   --vllm_gpu_ratio 0.25 \
   --vllm_sleep True \
   --zero_stage 3 \
