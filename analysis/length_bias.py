@@ -233,8 +233,13 @@ def verdict(df: pd.DataFrame, grpo: str = "grpo", drgrpo: str = "drgrpo", frac: 
             f"naive SE of the difference {inc['last_diff_naive_se']:.1f}) and {'grew' if inc['growth_diff'] > 0 else 'did not grow'} "
             f"more ({inc['grpo_growth']:+.1f} vs {inc['drgrpo_growth']:+.1f}) -> effect "
             f"{'shows' if shows else 'does not show'}")
+    # Direction alone is the criterion; say whether the end gap clears 2 naive SE, too.
+    significant = bool(np.isfinite(inc["last_diff_naive_se"])
+                       and abs(inc["last_diff"]) > 2 * inc["last_diff_naive_se"])
+    if shows is not None:
+        text += f" ({'beyond' if significant else 'within'} 2 naive SE of the end gap)"
     clean = lambda v: None if isinstance(v, float) and not np.isfinite(v) else float(v)  # noqa: E731
-    return {"effect_shows": shows, "summary": text, "window_steps": window,
+    return {"effect_shows": shows, "end_gap_beyond_2se": significant, "summary": text, "window_steps": window,
             "criterion": "incorrect: grpo last-window mean > drgrpo's AND grpo growth > drgrpo's",
             **{o: {k: clean(v) for k, v in d.items()} for o, d in out.items()}}
 
@@ -327,8 +332,11 @@ def run_comparison(out_dir: str = "analysis/results/length_bias", max_steps: int
                               f"{paired['last_mean_diff']:+.1f} +- {paired['last_se']:.1f} tokens longer "
                               f"in the last window ({paired['first_mean_diff']:+.1f} +- {paired['first_se']:.1f} in the first)")
     result["incorrect_paired_by_prompt"] = paired
+    # The runs' resolved configs (defaults included), so the verdict stays reproducible when a
+    # default changes later.
+    configs = {a: json.load(open(os.path.join(d, "config.json"))) for a, d in runs.items()}
     result.update({"max_steps": max_steps, "seed": seed, "extra_flags": extra, "runs": runs,
-                   "train_seconds": timing})
+                   "train_seconds": timing, "train_config": configs})
     os.makedirs(out_dir, exist_ok=True)
     df.to_csv(os.path.join(out_dir, "length_by_outcome.csv"), index=False)
     window_summary(df).to_csv(os.path.join(out_dir, "window_summary.csv"), index=False)

@@ -115,6 +115,10 @@ def test_window_summary_and_verdict():
     v = length_bias.verdict(df)
     assert v["effect_shows"] is True
     assert v["incorrect"]["last_diff"] == pytest.approx(16.0) and v["incorrect"]["growth_diff"] == pytest.approx(12.0)
+    assert v["end_gap_beyond_2se"] is True and "(beyond 2 naive SE of the end gap)" in v["summary"]
+    tiny = length_bias.verdict(_synthetic_df(0.01, 0.0))  # right direction, gap 0.08 << 2 SE
+    assert tiny["effect_shows"] is True and tiny["end_gap_beyond_2se"] is False
+    assert tiny["incorrect"]["last_diff"] == pytest.approx(0.08) and "(within 2 naive SE" in tiny["summary"]
     assert length_bias.verdict(_synthetic_df(0.0, 2.0))["effect_shows"] is False
     too_easy = length_bias.verdict(_synthetic_df(2.0, 0.0, n_incorrect=2))
     assert too_easy["effect_shows"] is None and "too easy" in too_easy["summary"]
@@ -130,6 +134,7 @@ if a.get("--fail"):
 save, algo = a["--save_path"], a["--algo"]
 os.makedirs(save, exist_ok=True)
 json.dump(a, open(os.path.join(save, "argv.json"), "w"))
+json.dump({{"algo": algo, "learning_rate": 5e-5}}, open(os.path.join(save, "config.json"), "w"))
 for s in range(1, int(a["--max_steps"]) + 1):
     inc = 30 + (3 * s if algo == "grpo" else 0)
     rows = [dict(step=s, prompt_index=i, sample_index=0, prompt="p", response="r", reference="1",
@@ -152,7 +157,8 @@ def test_run_comparison_with_a_stand_in_trainer(tmp_path):
     assert argv["--seed"] == "7" and argv["--max_steps"] == "6" and argv["--eval_limit"] == "5"
     for f in ("length_by_outcome.csv", "length_by_outcome.png", "verdict.json", "window_summary.csv"):
         assert (out / f).stat().st_size > 0
-    assert json.load(open(out / "verdict.json"))["seed"] == 7
+    saved = json.load(open(out / "verdict.json"))
+    assert saved["seed"] == 7 and saved["train_config"]["grpo"] == {"algo": "grpo", "learning_rate": 5e-5}
     with pytest.raises(RuntimeError, match="boom: something broke"):
         length_bias.run_comparison(str(out), max_steps=2, extra_flags={"fail": 1}, runs_dir=str(runs),
                                    script=str(script))
