@@ -24,11 +24,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import load1, machine, median, wait_for_quiet, write_json  # noqa: E402
+from common import Poller, load1, machine, median, wait_for_quiet, write_json  # noqa: E402
 
 PRESETS = {
     # the demo's synthetic base model (synthetic.BaseModelConfig)
@@ -85,28 +84,18 @@ def matmul_peak_tflops(dtype, device, size: int = 2048, seconds: float = 3.0) ->
     return best
 
 
-class PeakRSS:
+class PeakRSS(Poller):
     """Max resident set size of this process, sampled every 10 ms."""
+
+    every_s = 0.01
 
     def __init__(self):
         import psutil
 
         self.proc, self.peak = psutil.Process(), 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(0.01)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
+    def poll(self):
+        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def fake_samples(n: int, prompt_len: int, response_len: int, vocab: int, seed: int = 0):

@@ -19,11 +19,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, load1, machine, median, wait_for_quiet, write_json  # noqa: E402
+from common import REPO, Poller, load1, machine, median, wait_for_quiet, write_json  # noqa: E402
 
 PHASES = ("generate", "grade", "train", "sync", "other")
 
@@ -41,26 +40,14 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-class LoadSampler:
+class LoadSampler(Poller):
     """The 1-minute load average every few seconds while a measurement runs."""
 
     def __init__(self, every_s: float = 5.0):
         self.samples, self.every_s = [], every_s
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.samples.append(load1())
-            self._stop.wait(self.every_s)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
+    def poll(self):
+        self.samples.append(load1())
 
     def summary(self) -> dict:
         s = self.samples or [load1()]

@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +23,31 @@ if REPO not in sys.path:
 
 def load1() -> float:
     return os.getloadavg()[0]
+
+
+class Poller:
+    """Calls ``poll()`` every ``every_s`` seconds on a daemon thread while the ``with`` block runs
+    (and once more as it starts). Subclasses set ``every_s`` and define ``poll``."""
+
+    every_s = 1.0
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.every_s)
+
+    def __enter__(self):
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
 
 
 def wait_for_quiet(max_load: float = 1.5, timeout_s: float = 1800, poll_s: float = 20) -> float:
