@@ -43,7 +43,8 @@ def init_distributed(cpu: bool) -> tuple[int, int, int]:
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    if "MASTER_PORT" not in os.environ:  # (setdefault would bind a socket even when it is set)
+        os.environ["MASTER_PORT"] = str(free_port())
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="gloo" if cpu else "nccl", verbose=False)
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
