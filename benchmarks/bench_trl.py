@@ -209,7 +209,7 @@ def loss_worker(model: str) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from understand_r1_zero import losses
-    from understand_r1_zero.rollout import token_logprobs
+    from understand_r1_zero.rollout import response_logprobs
     from understand_r1_zero.synthetic import make_task
     from understand_r1_zero.templates import get_template
 
@@ -252,8 +252,12 @@ def loss_worker(model: str) -> dict:
         ids = torch.cat([prompt_ids, completion_ids], 1)
         am = torch.cat([prompt_mask, completion_mask], 1)
         mask = completion_mask.float()
-        with torch.no_grad():  # our learner's logprobs: positions skip the left padding
-            lp_ours = token_logprobs(tr.model, ids, am)[:, Lp - 1:]  # [N, C]
+        # Our learner's batch (rollout.collate_grouped's layout): each prompt once, G completions.
+        grouped = {"prompt_ids": prompt_ids[::G], "prompt_mask": prompt_mask[::G],
+                   "prompt_index": torch.arange(N) // G, "response_ids": completion_ids,
+                   "response_mask": mask}
+        with torch.no_grad():  # our learner's logprobs: the shared-prompt pass
+            lp_ours = response_logprobs(tr.model, grouped)  # [N, C]
         old = (lp_ours + noise).detach()
         res = {"advantage_max_abs_diff": float((adv_ours - adv_trl).abs().max())}
 
@@ -282,7 +286,7 @@ def loss_worker(model: str) -> dict:
         res["same_logprobs"] = {"ours": float(la), "trl": float(lb), "abs_diff": float((la - lb).abs()),
                                 "grad_max_abs_diff": float((ga - gb).abs().max())}
         # (b) each side computes the logprobs itself from the model (TRL: its fused lm-head path).
-        lo = ours_loss(token_logprobs(tr.model, ids, am)[:, Lp - 1:])
+        lo = ours_loss(response_logprobs(tr.model, grouped))
         lt = trl_loss()
         with torch.no_grad():
             lp_trl = tr._get_per_token_logps_and_entropies(tr.model, ids, am, MAX_TOKENS)[0]

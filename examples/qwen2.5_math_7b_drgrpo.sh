@@ -49,6 +49,7 @@ launch \
   --zero_stage 3 \
   --bf16 True \
   --gradient_checkpointing True \
+  --share_prompts True \
   --truncated zero_reward \
   --grade_workers 8 \
   --grade_timeout 5 \

@@ -1,7 +1,9 @@
 """Run one Learner update on a fixed batch and save the resulting weights (used by test_learner).
 
-Usage: python learner_worker.py MODEL_DIR OUT ALGO ZERO_STAGE MICRO_BATCH [--updates K]
-Under torchrun each rank takes its contiguous share of the same global batch.
+Usage: python learner_worker.py MODEL_DIR OUT ALGO ZERO_STAGE MICRO_BATCH [OPTION=VALUE ...]
+(extra TrainConfig fields, e.g. share_prompts=0 gradient_checkpointing=1). The batch is two
+prompts of different lengths x G=4 responses of varied lengths, as a GRPO step has. Under
+torchrun each rank takes its contiguous share of the same global batch.
 """
 
 import os
@@ -14,6 +16,7 @@ import torch  # noqa: E402
 
 def main():
     model_dir, out, algo, zero, micro = sys.argv[1:6]
+    extra = {k: bool(int(v)) for k, v in (a.split("=") for a in sys.argv[6:])}
     from understand_r1_zero.config import TrainConfig
     from understand_r1_zero.learner import Learner, init_distributed
     from understand_r1_zero.rollout import Sample
@@ -22,13 +25,13 @@ def main():
     N, G = 8, 4
     cfg = TrainConfig(pretrain=model_dir, algo=algo, zero_stage=int(zero), micro_batch_size=int(micro),
                       rollout_batch_size=N // G, num_samples=G, train_batch_size=N, generate_max_length=12,
-                      learning_rate=1e-2, max_norm=0.05, max_steps=1, prompt_data="unused")
+                      learning_rate=1e-2, max_norm=0.05, max_steps=1, prompt_data="unused", **extra)
     g = torch.Generator().manual_seed(0)
     samples = []
-    for i in range(N):  # varied prompt and response lengths
-        p = torch.randint(3, 500, (2 + i % 3,), generator=g).tolist()
+    prompts = [torch.randint(3, 500, (n,), generator=g).tolist() for n in (3, 6)]
+    for i in range(N):  # G responses per prompt, of varied lengths
         r = torch.randint(3, 500, (1 + (5 * i) % 11,), generator=g).tolist()
-        samples.append(Sample(p, r, "", [0.0] * len(r), "stop"))
+        samples.append(Sample(prompts[i // G], r, "", [0.0] * len(r), "stop"))
     adv = torch.tensor([1.0, -0.5, 0.25, -0.75, 0.5, 0.0, -1.0, 1.5])
     mask = torch.ones(N)
     per = N // world

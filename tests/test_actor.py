@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from understand_r1_zero.actor import finish_response, make_actor
-from understand_r1_zero.rollout import collate, token_logprobs
+from understand_r1_zero.rollout import Sample, collate_grouped, response_logprobs, token_logprobs
 from understand_r1_zero.templates import get_template
 
 PROMPTS = ["What is 1 + 2?", "Let x be the number of ways. Find x.", "Question: What is 7 * 8?"]
@@ -156,14 +156,13 @@ def test_logprobs_match_learner(actor, ref_model):
     prompt+response. Sampled at T=0.7 with top-p: the returned values are raw (T=1, unfiltered)."""
     groups = actor.generate(PROMPTS, n=4, temperature=0.7, top_p=0.9, max_tokens=24, seed=5)
     flat = [s for g in groups for s in g]
-    batch = collate(flat, pad_id=0)
+    batch = collate_grouped(flat, pad_id=0)
+    assert batch["prompt_ids"].shape[0] == len(PROMPTS)  # the learner's shared-prompt pass
     with torch.no_grad():
-        lp = token_logprobs(ref_model, batch["input_ids"], batch["attention_mask"], temperature=1.0,
-                            first=min(len(s.prompt_ids) for s in flat) - 1)  # [B, T-1], as the learner
+        lp = response_logprobs(ref_model, batch, temperature=1.0)  # [B, Lr], as the learner
     sampled = torch.zeros_like(lp)
     for i, s in enumerate(flat):
-        p = len(s.prompt_ids)
-        sampled[i, p - 1: p - 1 + len(s.response_ids)] = torch.tensor(s.logprobs)
+        sampled[i, : len(s.response_ids)] = torch.tensor(s.logprobs)
     m = batch["response_mask"].bool()
     delta = (lp - sampled)[m].abs()
     print(f"\n[{type(actor).__name__}] logprob mismatch over {int(m.sum())} tokens: "
@@ -175,13 +174,48 @@ def test_token_logprobs_first_skips_only_the_unneeded_columns(ref_model):
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, 400, (3, 20), generator=g)
     mask = torch.ones(3, 20, dtype=torch.long)
-    mask[2, 15:] = 0  # right padding, as collate makes
+    mask[2, 15:] = 0  # right padding
     with torch.no_grad():
         full, ent = token_logprobs(ref_model, ids, mask, temperature=0.7, with_entropy=True)
         part, pent = token_logprobs(ref_model, ids, mask, temperature=0.7, with_entropy=True, first=7)
     assert part.shape == full.shape == pent.shape == (3, 19)
     assert torch.allclose(part[:, 7:], full[:, 7:], atol=1e-5) and (part[:, :7] == 0).all()
     assert torch.allclose(pent[:, 7:], ent[:, 7:], atol=1e-5) and (pent[:, :7] == 0).all()
+
+
+def test_shared_prompt_pass_equals_per_row_pass(ref_model):
+    """The learner's ``response_logprobs``: each prompt run once and its responses on its
+    expanded KV cache gives the logprobs, entropies and gradients of the plain per-row pass, and
+    of each sample scored alone without any padding (prompts of 3 lengths left-padded, responses
+    of varied lengths right-padded, T=0.7, varied weights so the numbers are not near-uniform)."""
+    import copy
+
+    model = copy.deepcopy(ref_model).train()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(scrambled(ref_model, seed=2, std=0.1)[n])
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 400, (n,), generator=g).tolist() for n in (3, 7, 5)]
+    samples = [Sample(prompts[i % 3], torch.randint(3, 400, (1 + (4 * i) % 9,), generator=g).tolist(),
+                      "", [], "stop") for i in range(12)]  # interleaved: rows of a prompt not adjacent
+    b = collate_grouped(samples, pad_id=0)
+    assert b["prompt_ids"].shape == (3, 7) and b["response_ids"].shape == (12, 9)
+    params = [p for p in model.parameters()]
+    out = {}
+    for share in (True, False):
+        lp, ent = response_logprobs(model, b, temperature=0.7, with_entropy=True, share_prompts=share)
+        grads = torch.autograd.grad((lp * b["response_mask"] * torch.linspace(-1, 1, 12)[:, None]).sum(), params)
+        out[share] = (lp.detach(), ent, grads)
+    m = b["response_mask"].bool()
+    (lp_s, ent_s, g_s), (lp_p, ent_p, g_p) = out[True], out[False]
+    assert (lp_s - lp_p)[m].abs().max() < 1e-5 and (ent_s - ent_p)[m].abs().max() < 1e-5
+    for a, c in zip(g_s, g_p):
+        assert (a - c).abs().max() <= 1e-5 * c.abs().max()
+    with torch.no_grad():  # each sample alone, no padding at all
+        for i, s in enumerate(samples):
+            ids = torch.tensor([s.prompt_ids + s.response_ids])
+            alone = token_logprobs(model, ids, torch.ones_like(ids), temperature=0.7)[0, len(s.prompt_ids) - 1:]
+            assert (lp_s[i, : len(s.response_ids)] - alone).abs().max() < 1e-5
 
 
 def test_load_weights_then_greedy_matches_transformers(actor, ref_model):

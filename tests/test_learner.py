@@ -2,7 +2,12 @@
 
 One update on a fixed batch with gradient clipping active (so a wrong gradient *scale* changes
 the weights, not only a wrong direction; Adam alone would hide a constant factor). The
-pre-clipping gradient norm is compared too.
+pre-clipping gradient norm is compared too, at 1e-4 relative: that is where a scale error shows.
+
+The weights are compared at 1e-4 absolute, 1% of one step (lr 1e-2). Adam's first step moves an
+element by lr * g / (|g| + eps) with eps 1e-8, which magnifies float rounding of gradients near
+eps by up to ~1e7: such elements legitimately differ by ~0.3% of a step between two summation
+orders (micro-batches, processes, shared prompts), while a wrong gradient moves elements by O(lr).
 """
 
 import os
@@ -18,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "learner_worker.py")
 
 
-def _run(model_dir, out, algo, zero, micro, nproc=1):
+def _run(model_dir, out, algo, zero, micro, nproc=1, **extra):
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.path.dirname(HERE)}
     if nproc == 1:
@@ -26,7 +31,8 @@ def _run(model_dir, out, algo, zero, micro, nproc=1):
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                "--master_port", str(free_port()), WORKER]
-    r = subprocess.run(cmd + [model_dir, str(out), algo, str(zero), str(micro)],
+    opts = [f"{k}={int(v)}" for k, v in extra.items()]
+    r = subprocess.run(cmd + [model_dir, str(out), algo, str(zero), str(micro)] + opts,
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return torch.load(out, weights_only=False)
@@ -46,7 +52,7 @@ def test_micro_batch_and_process_invariance(tiny_model_dir, tmp_path, algo):
     for other in (small, two):
         assert other["stats"]["train/grad_norm"] == pytest.approx(gn, rel=1e-4)
         assert other["stats"]["train/loss"] == pytest.approx(ref["stats"]["train/loss"], rel=1e-4, abs=1e-7)
-        assert _max_diff(ref["state"], other["state"]) < 1e-5
+        assert _max_diff(ref["state"], other["state"]) < 1e-4
 
 
 def test_zero3_two_processes_matches_zero0(tiny_model_dir, tmp_path):
@@ -55,7 +61,19 @@ def test_zero3_two_processes_matches_zero0(tiny_model_dir, tmp_path):
     ref = _run(tiny_model_dir, tmp_path / "z0.pt", "drgrpo", 0, 4)
     z3 = _run(tiny_model_dir, tmp_path / "z3.pt", "drgrpo", 3, 2, nproc=2)
     assert z3["stats"]["train/grad_norm"] == pytest.approx(ref["stats"]["train/grad_norm"], rel=1e-4)
-    assert _max_diff(ref["state"], z3["state"]) < 1e-5
+    assert _max_diff(ref["state"], z3["state"]) < 1e-4
     init = load_file(os.path.join(tiny_model_dir, "model.safetensors"))
     moved = max((ref["state"][k] - init[k]).abs().max().item() for k in init)
     assert moved > 1e-4  # the update really changed the parameters
+
+
+def test_shared_prompt_forward_matches_per_row_prompts(tiny_model_dir, tmp_path):
+    """--share_prompts (each prompt's KV computed once, gradients summed over its G responses)
+    gives the update that scoring every row's prompt separately gives, and so does gradient
+    checkpointing (which turns sharing off)."""
+    ref = _run(tiny_model_dir, tmp_path / "plain.pt", "grpo", 0, 8, share_prompts=False)
+    for name, extra in (("shared", {}), ("ckpt", {"gradient_checkpointing": True})):
+        other = _run(tiny_model_dir, tmp_path / f"{name}.pt", "grpo", 0, 8, **extra)
+        assert other["stats"]["train/grad_norm"] == pytest.approx(ref["stats"]["train/grad_norm"], rel=1e-4)
+        assert other["stats"]["train/loss"] == pytest.approx(ref["stats"]["train/loss"], rel=1e-4, abs=1e-7)
+        assert _max_diff(ref["state"], other["state"]) < 1e-4

@@ -118,6 +118,8 @@ class TrainConfig:
     """bf16 learner and actor (GPU); fp32 otherwise."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory."""
+    share_prompts: bool = True
+    """Learner: run each distinct prompt once per micro-batch and its G responses on its KV cache (same numbers, less compute; off under --gradient_checkpointing)."""
     # ------------------------------------------------------------ reward
     truncated: str = "zero_reward"
     """Truncated responses: zero_reward (paper: reward 0) or mask (excluded from the loss)."""

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from . import losses
-from .rollout import collate, token_logprobs
+from .rollout import collate_grouped, response_logprobs
 
 
 def free_port() -> int:
@@ -104,6 +104,9 @@ class Learner:
             model=model, optimizer=opt, model_parameters=params if opt is None else None,
             lr_scheduler=sched, config=ds_config)
         del dtype
+        # Shared prompt forward (rollout.response_logprobs); HF drops the KV cache under
+        # gradient checkpointing, so there every response row recomputes its prompt.
+        self.share_prompts = cfg.share_prompts and not cfg.gradient_checkpointing
         self.ref = None
         if cfg.beta > 0:
             ref_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
@@ -113,7 +116,7 @@ class Learner:
     # ------------------------------------------------------------------ scoring
     def _batches(self, samples, size):
         for i in range(0, len(samples), size):
-            b = collate(samples[i : i + size], self.pad_id)
+            b = collate_grouped(samples[i : i + size], self.pad_id)
             yield i, {k: v.to(self.device) for k, v in b.items()}
 
     @torch.no_grad()
@@ -121,12 +124,10 @@ class Learner:
         """Per-sample response-token logprobs [len(response)] under ``model`` (no grad)."""
         out = []
         for i, b in self._batches(samples, size):
-            first = min(len(s.prompt_ids) for s in samples[i : i + size]) - 1  # skip prompt-only columns
-            lp = token_logprobs(model, b["input_ids"], b["attention_mask"],
-                                temperature=self.cfg.temperature, first=first)  # [B, T-1]
+            lp = response_logprobs(model, b, temperature=self.cfg.temperature,
+                                   share_prompts=self.share_prompts)  # [B, Lr]
             for j, s in enumerate(samples[i : i + size]):
-                p = len(s.prompt_ids)
-                out.append(lp[j, p - 1 : p - 1 + len(s.response_ids)].float().cpu())
+                out.append(lp[j, : len(s.response_ids)].float().cpu())
         return out
 
     # ------------------------------------------------------------------ update
@@ -160,19 +161,18 @@ class Learner:
                 for m in range(0, len(idx), cfg.micro_batch_size):
                     mi = idx[m : m + cfg.micro_batch_size]
                     mb = [samples[i] for i in mi]
-                    b = {k: v.to(self.device) for k, v in collate(mb, self.pad_id).items()}
-                    lp, ent = token_logprobs(self.engine, b["input_ids"], b["attention_mask"],
-                                             temperature=cfg.temperature, with_entropy=True,
-                                             first=min(len(s.prompt_ids) for s in mb) - 1)  # [B, T-1]
-                    mask = b["response_mask"] * loss_mask[mi].to(self.device)[:, None]  # [B, T-1]
-                    old_lp = lp.detach() if old is None else _scatter(old, mi, mb, lp)
+                    b = {k: v.to(self.device) for k, v in collate_grouped(mb, self.pad_id).items()}
+                    lp, ent = response_logprobs(self.engine, b, temperature=cfg.temperature, with_entropy=True,
+                                                share_prompts=self.share_prompts)  # [B, Lr]
+                    mask = b["response_mask"] * loss_mask[mi].to(self.device)[:, None]  # [B, Lr]
+                    old_lp = lp.detach() if old is None else _stack(old, mi, lp)
                     adv = advantages[mi].to(self.device)  # [B]
                     loss, st = losses.policy_loss(
                         lp, old_lp, adv, mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                         agg=agg, max_len=max_len, num_seqs=num_seqs, num_tokens=num_tokens,
                         return_stats=True)
                     if ref is not None:
-                        kl = losses.kl_penalty(lp, _scatter(ref, mi, mb, lp), kind=cfg.kl_kind)  # [B, T-1]
+                        kl = losses.kl_penalty(lp, _stack(ref, mi, lp), kind=cfg.kl_kind)  # [B, Lr]
                         loss = loss + cfg.beta * losses.aggregate(
                             kl, mask, agg, max_len=max_len, num_seqs=num_seqs, num_tokens=num_tokens)
                         sums["kl"] += float((kl.detach() * mask).sum())
@@ -245,10 +245,9 @@ class Learner:
     pad_id: int = 0
 
 
-def _scatter(per_sample: list[torch.Tensor], mi, mb, like: torch.Tensor) -> torch.Tensor:
-    """Place per-sample response logprobs into a [B, T-1] tensor aligned with ``like``."""
+def _stack(per_sample: list[torch.Tensor], mi, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample response logprobs of samples ``mi`` as a right-padded [B, Lr] like ``like``."""
     out = torch.zeros_like(like, dtype=torch.float32)
-    for j, (i, s) in enumerate(zip(mi, mb)):
-        p = len(s.prompt_ids)
-        out[j, p - 1 : p - 1 + len(s.response_ids)] = per_sample[i].to(out.device)
+    for j, i in enumerate(mi):
+        out[j, : len(per_sample[i])] = per_sample[i].to(out.device)
     return out.to(like.dtype)
