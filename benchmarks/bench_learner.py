@@ -4,18 +4,21 @@
     python benchmarks/bench_learner.py --preset qwen2.5-math-1.5b --bf16 --zero_stage 2 \\
         --gradient_checkpointing --micro_batch_size 8 --batch 64 --prompt_len 256 --response_len 1024
     python benchmarks/bench_learner.py --preset small --micro_batch_size 16,32,64
+    python benchmarks/bench_learner.py --preset demo --group 1,8    # with/without the shared-prompt pass
 
 The model is a random-init Qwen2 of the preset's shape, saved to a temp dir and loaded by the real
 ``Learner`` (DeepSpeed engine, our loss, our normalisers); each timed call is one
 ``learner.train`` over ``--batch`` responses of fixed prompt/response length (one optimizer
-update, ``batch / micro_batch_size`` micro-batches). Every sample has its own random prompt, so
-the learner's shared-prompt pass (``--share_prompts``, G responses per prompt in a real step)
-does not apply: the figures are the plain per-row forward/backward. Reported per micro-batch size:
+update, ``batch / micro_batch_size`` micro-batches). ``--group G``: G consecutive samples share
+a prompt, as in a GRPO step; the learner then runs each distinct prompt of a micro-batch once
+(``--share_prompts``). With G = 1 (the default) every sample has its own prompt and the figures
+are the plain per-row forward/backward. Reported per (micro-batch size, G):
 
-* tokens/s: response tokens (what ``train/tokens`` logs) and all tokens (prompt + response, what
-  the forward/backward processes);
+* tokens/s: response tokens (what ``train/tokens`` logs), all tokens (prompt + response of every
+  sample) and forwarded tokens (what the forward/backward processes: each distinct prompt of a
+  micro-batch once when shared; equal to all tokens for G = 1);
 * peak memory: RSS sampled during the timed calls (CPU), ``torch.cuda.max_memory_allocated`` (GPU);
-* MFU = k * N * all_tokens_per_s / peak, k = 6 (forward + backward), 8 with gradient checkpointing
+* MFU = k * N * forwarded_tokens_per_s / peak, k = 6 (forward + backward), 8 with gradient checkpointing
   (one more forward); N = unique parameters (a tied head counted once: its matmul is the cost the
   embedding lookup does not have); attention-score FLOPs are left out. ``--peak_tflops`` gives the
   device peak; without it the script measures a dense matmul peak in the run's dtype.
@@ -100,22 +103,24 @@ class PeakRSS(Poller):
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
-def fake_samples(n: int, prompt_len: int, response_len: int, vocab: int, seed: int = 0):
+def fake_samples(n: int, prompt_len: int, response_len: int, vocab: int, group: int = 1, seed: int = 0):
+    """``n`` samples of random tokens; each run of ``group`` consecutive samples shares a prompt."""
     import random
 
     from understand_r1_zero.rollout import Sample
 
     rng = random.Random(seed)
     out = []
-    for _ in range(n):
-        p = [rng.randrange(1, vocab) for _ in range(prompt_len)]
+    for i in range(n):
+        if i % group == 0:
+            p = [rng.randrange(1, vocab) for _ in range(prompt_len)]
         r = [rng.randrange(1, vocab) for _ in range(response_len)]
         out.append(Sample(prompt_ids=p, response_ids=r, text="", logprobs=[0.0] * response_len,
                           finish_reason="length"))
     return out
 
 
-def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, batch: int, prompt_len: int,
+def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int, batch: int, prompt_len: int,
               response_len: int, bf16: bool, zero_stage: int, gradient_checkpointing: bool,
               repeats: int, warmup: int, peak_tflops: float, device) -> dict:
     import torch
@@ -130,7 +135,12 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, batch: int,
     cfg.check_world(1)
     learner = Learner(cfg, model_dir, world_size=1, device=device)
     learner.pad_id = 0
-    samples = fake_samples(batch, prompt_len, response_len, spec["vocab_size"])
+    samples = fake_samples(batch, prompt_len, response_len, spec["vocab_size"], group=group)
+    if learner.share_prompts:  # each micro-batch runs its distinct prompts once
+        fwd_tok = sum(len({tuple(s.prompt_ids) for s in samples[i:i + mb]}) * prompt_len for i in range(0, batch, mb))
+        fwd_tok += batch * response_len
+    else:
+        fwd_tok = batch * (prompt_len + response_len)
     adv = torch.randn(batch)
     mask = torch.ones(batch)
     cuda = device.type == "cuda"
@@ -150,9 +160,11 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, batch: int,
     dt = median(times)
     all_tok = batch * (prompt_len + response_len)
     k = 8 if gradient_checkpointing else 6
-    tps = all_tok / dt
-    res = {"micro_batch_size": mb, "batch": batch, "seconds_per_update": dt, "seconds_all": times,
-           "response_tokens_per_s": batch * response_len / dt, "all_tokens_per_s": tps,
+    tps = fwd_tok / dt
+    res = {"micro_batch_size": mb, "group": group, "shared_prompts": learner.share_prompts and group > 1,
+           "batch": batch, "seconds_per_update": dt, "seconds_all": times,
+           "response_tokens_per_s": batch * response_len / dt, "all_tokens_per_s": all_tok / dt,
+           "forwarded_tokens_per_s": tps,
            "achieved_tflops": k * n_params * tps / 1e12, "mfu": k * n_params * tps / (peak_tflops * 1e12),
            "peak_rss_gib": rss.peak / 2**30, "load1_start": load_start, "load1_end": load1()}
     if cuda:
@@ -166,7 +178,7 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, batch: int,
     return res
 
 
-def main(preset="demo,small", micro_batch_size="8,32", batch: int = 64, prompt_len: int = 48,
+def main(preset="demo,small", micro_batch_size="8,32", group="1", batch: int = 64, prompt_len: int = 48,
          response_len: int = 96, bf16: bool = False, zero_stage: int = 0,
          gradient_checkpointing: bool = False, repeats: int = 3, warmup: int = 1,
          peak_tflops: float = 0.0, max_load: float = 1.5, wait_s: float = 1800,
@@ -184,6 +196,7 @@ def main(preset="demo,small", micro_batch_size="8,32", batch: int = 64, prompt_l
     dtype = torch.bfloat16 if bf16 else torch.float32
     presets = preset.split(",") if isinstance(preset, str) else list(preset)
     mbs = _ints(micro_batch_size)
+    groups = _ints(group)
     wait_for_quiet(max_load, wait_s)
     peak_measured = matmul_peak_tflops(dtype, device, size=8192 if cuda else 2048)
     peak = peak_tflops or peak_measured
@@ -194,20 +207,21 @@ def main(preset="demo,small", micro_batch_size="8,32", batch: int = 64, prompt_l
         for name in presets:
             spec = PRESETS[name]
             model_dir, n = save_random_model(spec, os.path.join(tmp, name))
-            for mb in mbs:
+            for mb, g in [(mb, g) for mb in mbs for g in groups]:
                 if batch % mb:
                     print(f"skip micro_batch_size {mb}: does not divide batch {batch}")
                     continue
                 wait_for_quiet(max_load, wait_s)
-                r = bench_one(model_dir, n, spec, mb=mb, batch=batch, prompt_len=prompt_len,
+                r = bench_one(model_dir, n, spec, mb=mb, group=g, batch=batch, prompt_len=prompt_len,
                               response_len=response_len, bf16=bf16, zero_stage=zero_stage,
                               gradient_checkpointing=gradient_checkpointing, repeats=repeats,
                               warmup=warmup, peak_tflops=peak, device=device)
                 r.update(preset=name, params=n, **spec)
                 rows.append(r)
                 mem = r.get("max_memory_allocated_gib", r["peak_rss_gib"])
-                print(f"{name:>18} {n / 1e6:8.2f}M mb={mb:<4} {r['seconds_per_update']:7.3f} s/update "
+                print(f"{name:>18} {n / 1e6:8.2f}M mb={mb:<4} G={g:<3} {r['seconds_per_update']:7.3f} s/update "
                       f"{r['response_tokens_per_s']:9.0f} resp tok/s {r['all_tokens_per_s']:9.0f} tok/s "
+                      f"{r['forwarded_tokens_per_s']:9.0f} fwd tok/s "
                       f"MFU {100 * r['mfu']:5.1f}%  mem {mem:6.2f} GiB  load {r['load1_start']:.1f}",
                       flush=True)
     payload = {"benchmark": "learner", "machine": machine(),
