@@ -9,6 +9,11 @@ or the number of processes (tested 1 vs 2 processes).
 
 For ``seq_mean_token_mean`` (GRPO) the normaliser is the global sequence count of the update;
 each sequence's own token mean is local to it, so that is exact, too.
+
+Scoring (``rollout.response_logprobs``): each distinct prompt of a micro-batch runs once and its
+responses run on its row-expanded KV cache (``--share_prompts``, default on; off under gradient
+checkpointing), so a GRPO micro-batch with G responses per prompt pays for each prompt once.
+Logprobs and gradients equal the per-row pass up to float rounding (tests/test_learner.py).
 """
 
 from __future__ import annotations
