@@ -127,6 +127,7 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int,
 
     from understand_r1_zero.config import TrainConfig
     from understand_r1_zero.learner import Learner
+    from understand_r1_zero.rollout import collate_grouped
 
     cfg = TrainConfig(pretrain=model_dir, rollout_batch_size=batch // 8, num_samples=8, micro_batch_size=mb,
                       generate_max_length=response_len, zero_stage=zero_stage, bf16=bf16,
@@ -137,7 +138,7 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int,
     learner.pad_id = 0
     samples = fake_samples(batch, prompt_len, response_len, spec["vocab_size"], group=group)
     if learner.share_prompts:  # each micro-batch runs its distinct prompts once
-        fwd_tok = sum(len({tuple(s.prompt_ids) for s in samples[i:i + mb]}) * prompt_len for i in range(0, batch, mb))
+        fwd_tok = sum(collate_grouped(samples[i:i + mb], 0)["prompt_ids"].numel() for i in range(0, batch, mb))
         fwd_tok += batch * response_len
     else:
         fwd_tok = batch * (prompt_len + response_len)

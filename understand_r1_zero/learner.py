@@ -119,20 +119,19 @@ class Learner:
             self.ref.requires_grad_(False)
 
     # ------------------------------------------------------------------ scoring
-    def _batches(self, samples, size):
-        for i in range(0, len(samples), size):
-            b = collate_grouped(samples[i : i + size], self.pad_id)
-            yield i, {k: v.to(self.device) for k, v in b.items()}
+    def _collate(self, samples) -> dict[str, torch.Tensor]:
+        """``rollout.collate_grouped`` on the learner's device."""
+        return {k: v.to(self.device) for k, v in collate_grouped(samples, self.pad_id).items()}
 
     @torch.no_grad()
     def logprobs(self, model, samples, size) -> list[torch.Tensor]:
         """Per-sample response-token logprobs [len(response)] under ``model`` (no grad)."""
         out = []
-        for i, b in self._batches(samples, size):
-            lp = response_logprobs(model, b, temperature=self.cfg.temperature,
+        for i in range(0, len(samples), size):
+            mb = samples[i : i + size]
+            lp = response_logprobs(model, self._collate(mb), temperature=self.cfg.temperature,
                                    share_prompts=self.share_prompts)  # [B, Lr]
-            for j, s in enumerate(samples[i : i + size]):
-                out.append(lp[j, : len(s.response_ids)].float().cpu())
+            out.extend(lp[j, : len(s.response_ids)].float().cpu() for j, s in enumerate(mb))
         return out
 
     # ------------------------------------------------------------------ update
@@ -166,7 +165,7 @@ class Learner:
                 for m in range(0, len(idx), cfg.micro_batch_size):
                     mi = idx[m : m + cfg.micro_batch_size]
                     mb = [samples[i] for i in mi]
-                    b = {k: v.to(self.device) for k, v in collate_grouped(mb, self.pad_id).items()}
+                    b = self._collate(mb)
                     lp, ent = response_logprobs(self.engine, b, temperature=cfg.temperature, with_entropy=True,
                                                 share_prompts=self.share_prompts)  # [B, Lr]
                     mask = b["response_mask"] * loss_mask[mi].to(self.device)[:, None]  # [B, Lr]
