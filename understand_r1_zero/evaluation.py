@@ -314,7 +314,7 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
              n_samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_tokens: int = 3000, seed: int = 0, grade_workers: int | None = None,
              model_name: str = "", output_dir: str | None = None,
-             chunk_size: int = 0) -> tuple[list[dict], dict]:
+             chunk_size: int = 0, rank: int = 0, world_size: int = 1) -> tuple[list[dict], dict]:
     """Generate, grade and summarise ``tasks`` ({task: [{"problem", "answer"}]}, as from
     ``load_eval_tasks``). Returns (samples.jsonl rows in task/problem order, summary).
 
@@ -326,7 +326,18 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
     point, e.g. bf16 on GPU), and so does a sampled one for every chunk lost whole; a chunk cut
     in half is resampled as a smaller batch (the actor draws per-prompt seeds by position): an
     equally valid draw, not the same one.
+
+    Sharded (``world_size`` > 1, every rank calls it with the same arguments, as training does):
+    each chunk is split round-robin over the ranks, each rank generates and grades its share,
+    and the rows are gathered (``all_gather_object``), so every rank returns the full rows and
+    summary and no rank sits at a barrier past the collective timeout while another evaluates
+    alone. Greedy results equal one process's (tests/test_train_e2e.py); a sampled evaluation
+    draws per-prompt seeds by position within each rank's call, so it is an equally valid draw
+    but not the one-process draw. A sharded call writes no ``output_dir``.
     """
+    if world_size > 1 and output_dir:
+        raise ValueError("a sharded evaluate() (world_size > 1) writes no output_dir; evaluate "
+                         "with one process to get a resumable samples.jsonl")
     tpl = get_template(template) if isinstance(template, str) else template
     empty = [t for t, probs in tasks.items() if not probs]
     if not tasks or empty:
@@ -367,6 +378,8 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
         chunk = [x for x in todo[c * chunk_size:(c + 1) * chunk_size] if (x[0], x[1]) not in finished]
         if not chunk:
             continue
+        order = {(t, i): k for k, (t, i, _) in enumerate(chunk)}
+        chunk = chunk[rank::world_size]  # this rank's share (all of it for one process)
         t0 = time.time()
         prompts = [tpl.format(p["problem"]) for _, _, p in chunk]
         outs = actor.generate(prompts, n=n_samples, temperature=temperature, top_p=top_p,
@@ -388,6 +401,12 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
             rows.append({"task": t, "index": i, "problem": p["problem"], "reference": p["answer"],
                          "prompt": prompt, "template": tpl.name, "model": model_name,
                          "samples": samples})
+        if world_size > 1:
+            import torch.distributed as dist
+
+            every = [None] * world_size
+            dist.all_gather_object(every, rows)
+            rows = sorted((r for rs in every for r in rs), key=lambda r: order[(r["task"], r["index"])])
         if samples_path:
             schema.append_jsonl(samples_path, rows)
         finished.update({(r["task"], r["index"]): r for r in rows})

@@ -38,6 +38,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def all_reduce_sums(sums: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Sum named scalars over all ranks (a no-op for one process).
+
+    The one home of the library's ``all_reduce`` calls (tests/test_train_config.py checks that
+    no other module calls it). The tensor lives on ``device``, the learner's: NCCL refuses CPU
+    tensors ("No backend type associated with device type cpu") and gloo CUDA ones, so a CPU
+    run with gloo exercises this very line."""
+    names = list(sums)
+    t = torch.tensor([float(sums[k]) for k in names], dtype=torch.float64, device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return dict(zip(names, t.tolist()))
+
+
 def init_distributed(cpu: bool) -> tuple[int, int, int]:
     """Initialise torch.distributed (gloo on CPU, NCCL on GPU) for 1 or N processes.
 
@@ -74,9 +88,15 @@ class Learner:
 
         self.cfg, self.world_size, self.device = cfg, world_size, device
         self.algo = losses.get_algorithm(cfg.algo)
+        # Loaded in the dtype it trains in: an fp32 load under --bf16 would hold 4P bytes of host
+        # RAM per rank for nothing (DeepSpeed keeps its own fp32 master copy in the optimizer).
         dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
         model.config.use_cache = False
+        # DeepSpeed accumulates bf16 gradients in fp32 only under ZeRO (its ZeRO-0 path refuses
+        # the mix), so --bf16 at --zero_stage 0 runs as stage 1: for one process the same
+        # update, with DeepSpeed's fp32-accumulating BF16 optimizer.
+        self.zero_stage = 1 if cfg.bf16 and cfg.zero_stage == 0 else cfg.zero_stage
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.per_rank_update = cfg.train_batch_size // world_size  # responses per update per rank
@@ -86,29 +106,27 @@ class Learner:
             "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
             "gradient_accumulation_steps": gas,
             "gradient_clipping": cfg.max_norm if cfg.max_norm > 0 else 0.0,
-            "zero_optimization": {"stage": cfg.zero_stage,
+            "zero_optimization": {"stage": self.zero_stage,
                                   "stage3_gather_16bit_weights_on_model_save": False},
             "bf16": {"enabled": bool(cfg.bf16)},
+            # The recipes accumulate 16+ micro-batches: bf16 sums would lose the small ones.
+            "data_types": {"grad_accum_dtype": "fp32"},
             "zero_allow_untested_optimizer": True,
             "steps_per_print": 10**9,
             "wall_clock_breakdown": False,
         }
         total_updates = cfg.max_steps * cfg.updates_per_step
         params = [p for p in model.parameters() if p.requires_grad]
-        if device.type == "cpu":
-            # FusedAdam needs CUDA; torch's AdamW is exact and fast enough on CPU.
-            opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.999),
-                                    weight_decay=cfg.weight_decay)
-        else:
-            ds_config["optimizer"] = {"type": "AdamW", "params": {
-                "lr": cfg.learning_rate, "betas": [0.9, 0.999], "weight_decay": cfg.weight_decay}}
-            opt = None
+        # One client optimizer on every device. A ds_config "AdamW" would become DeepSpeed's
+        # FusedAdam on GPU, which JIT-compiles a CUDA extension (nvcc + CUDA_HOME; PyPI DeepSpeed
+        # ships no prebuilt ops). torch's AdamW needs nothing; on CUDA its fused kernel. DeepSpeed
+        # swaps the fp32 master (or ZeRO-partitioned) tensors into its param groups.
+        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, 0.999),
+                                weight_decay=cfg.weight_decay, fused=device.type == "cuda")
         lam = _lr_lambda(cfg.lr_scheduler, cfg.warmup_steps, total_updates)
         sched = (lambda o: torch.optim.lr_scheduler.LambdaLR(o, lam))
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=opt, model_parameters=params if opt is None else None,
-            lr_scheduler=sched, config=ds_config)
-        del dtype
+            model=model, optimizer=opt, lr_scheduler=sched, config=ds_config)
         # Shared prompt forward (rollout.response_logprobs); HF drops the KV cache under
         # gradient checkpointing, so there every response row recomputes its prompt.
         self.share_prompts = cfg.share_prompts and not cfg.gradient_checkpointing
@@ -158,10 +176,10 @@ class Learner:
             for u in range(0, N, self.per_rank_update):
                 idx = order[u : u + self.per_rank_update]
                 # Global normalisers of this update (all micro-batches, all ranks).
-                counts = torch.tensor([float(loss_mask[idx].sum()),
-                                       float(sum(len(samples[i].response_ids) * float(loss_mask[i]) for i in idx))])
-                dist.all_reduce(counts)
-                num_seqs, num_tokens = max(counts[0].item(), 1.0), max(counts[1].item(), 1.0)
+                counts = all_reduce_sums({
+                    "seqs": float(loss_mask[idx].sum()),
+                    "tokens": sum(len(samples[i].response_ids) * float(loss_mask[i]) for i in idx)}, self.device)
+                num_seqs, num_tokens = max(counts["seqs"], 1.0), max(counts["tokens"], 1.0)
                 for m in range(0, len(idx), cfg.micro_batch_size):
                     mi = idx[m : m + cfg.micro_batch_size]
                     mb = [samples[i] for i in mi]
@@ -184,7 +202,7 @@ class Learner:
                     # loss: undo DeepSpeed's 1/GAS and its 1/world_size gradient averaging.
                     self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
                     last = m + cfg.micro_batch_size >= len(idx)
-                    if last and cfg.zero_stage == 0:
+                    if last and self.zero_stage == 0:
                         # DeepSpeed records no norm for fp32 ZeRO-0; grads are already reduced here.
                         own_norm = torch.linalg.vector_norm(torch.stack([
                             p.grad.detach().float().norm() for p in self.engine.module.parameters()
@@ -195,23 +213,21 @@ class Learner:
                     sums["entropy"] += float((ent * mask).sum())
                     sums["clip"] += float(st["clip_frac"]) * ntok
                     sums["tokens"] += ntok
-                gn = self.engine.get_global_grad_norm() if cfg.zero_stage > 0 else own_norm
+                gn = self.engine.get_global_grad_norm() if self.zero_stage > 0 else own_norm
                 grad_norms.append(float(gn) if gn is not None else float("nan"))
-        t = torch.tensor([sums["loss"], sums["entropy"], sums["clip"], sums["kl"], sums["tokens"]],
-                         dtype=torch.float64)
-        dist.all_reduce(t)
+        t = all_reduce_sums(sums, self.device)
         n_updates = max(1, len(grad_norms))
-        tok = max(t[4].item(), 1.0)
+        tok = max(t["tokens"], 1.0)
         out = {
-            "train/loss": t[0].item() / n_updates,
-            "train/entropy": t[1].item() / tok,
-            "train/clip_frac": t[2].item() / tok,
+            "train/loss": t["loss"] / n_updates,
+            "train/entropy": t["entropy"] / tok,
+            "train/clip_frac": t["clip"] / tok,
             "train/grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
             "train/lr": self.scheduler.get_last_lr()[0],
             "train/tokens": tok,
         }
         if self.ref is not None:
-            out["train/kl"] = t[3].item() / tok
+            out["train/kl"] = t["kl"] / tok
         return out
 
     # ------------------------------------------------------------------ weights
@@ -222,7 +238,7 @@ class Learner:
         import deepspeed
 
         for name, p in self.engine.module.named_parameters():
-            if self.cfg.zero_stage == 3:
+            if self.zero_stage == 3:
                 with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
                     yield name, p.data
             else:

