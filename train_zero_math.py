@@ -22,6 +22,18 @@ class UserError(Exception):
     """Bad flags or inputs: reported as one line, before any model loads."""
 
 
+def peak_memory_gib(device) -> float:
+    """This rank's peak memory so far: allocated GPU memory on CUDA, the process's peak RSS on
+    CPU (the one device branch of the loop; scripts/gpu_check.sh prints the CUDA figure)."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 def _seed_for(seed: int, step: int, rank: int) -> int:
     # Sampling is seeded per (run, step, rank), so a resumed run samples exactly what the
     # uninterrupted one did without restoring sampler RNG state.
@@ -391,6 +403,7 @@ def main(**flags):
             last_eval = run_eval(step)
             row.update(last_eval)
         row["time/step_s"] = time.time() - t0
+        row["mem/peak_gib"] = all_reduce_sums({"m": peak_memory_gib(device)}, device)["m"] / world  # rank mean
         log_row(row)
         acc = last_eval.get("eval/average/accuracy")
         bar.set_postfix(reward=f"{row['actor/reward_mean']:.2f}", len=f"{row['actor/response_len']:.0f}",

@@ -168,7 +168,7 @@ class Learner:
         ref = self.logprobs(self.ref, samples, cfg.micro_batch_size) if self.ref is not None else None
         agg = self.algo.agg
         max_len = cfg.generate_max_length
-        sums = {"loss": 0.0, "entropy": 0.0, "clip": 0.0, "kl": 0.0, "tokens": 0.0}
+        sums = {"loss": 0.0, "entropy": 0.0, "clip": 0.0, "kl": 0.0, "tokens": 0.0, "seq_tokens": 0.0}
         grad_norms = []
         rng = np.random.default_rng(seed)
         for _epoch in range(cfg.num_ppo_epochs):
@@ -213,6 +213,7 @@ class Learner:
                     sums["entropy"] += float((ent * mask).sum())
                     sums["clip"] += float(st["clip_frac"]) * ntok
                     sums["tokens"] += ntok
+                    sums["seq_tokens"] += sum(len(x.prompt_ids) + len(x.response_ids) for x in mb)
                 gn = self.engine.get_global_grad_norm() if self.zero_stage > 0 else own_norm
                 grad_norms.append(float(gn) if gn is not None else float("nan"))
         t = all_reduce_sums(sums, self.device)
@@ -225,6 +226,8 @@ class Learner:
             "train/grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
             "train/lr": self.scheduler.get_last_lr()[0],
             "train/tokens": tok,
+            # prompt + response tokens of the trained rows (what a per-row pass forwards; MFU's count)
+            "train/seq_tokens": t["seq_tokens"],
         }
         if self.ref is not None:
             out["train/kl"] = t["kl"] / tok

@@ -27,7 +27,7 @@ METRICS_REQUIRED = (
     "time/generate_s", "time/grade_s", "time/train_s", "time/sync_s", "time/step_s",
 )
 METRICS_OPTIONAL = ("train/kl", "actor/accuracy", "actor/response_len_truncated", "train/tokens",
-                    "eval/average/accuracy")
+                    "train/seq_tokens", "mem/peak_gib", "eval/average/accuracy")
 EVAL_KEY = re.compile(r"^eval/(?P<bench>[^/]+)/(?P<metric>accuracy|response_len|formatted_frac)$")
 
 # --------------------------------------------------------------- rollouts/*.jsonl
