@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from understand_r1_zero.flags import coerce_fields, help_text, parse, wants_help
+from understand_r1_zero.flags import check_model_path, coerce_fields, help_text, parse, wants_help
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -107,14 +107,15 @@ def main(**flags):
     # Every user error (flags, data, output dir) is raised here, before a model loads.
     try:
         args = parse_flags(**flags)
+        check_model_path(args.model, "--model")  # first: nothing is written for a model that cannot load
         tasks = load_eval_tasks(args.eval_data, args.tasks, limit=args.limit or None,
                                 input_key=args.input_key, output_key=args.output_key)
         check_run_config(args.output, {"model": args.model, "template": args.template,
                                        "n_samples": args.n_samples, "temperature": args.temperature,
                                        "top_p": args.top_p, "max_tokens": args.max_tokens,
-                                       "seed": args.seed})
+                                       "seed": args.seed, **_run_info(args)})
     except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"evaluate_model.py: error: {e}")
+        _fail(e)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     print("config:", json.dumps(dataclasses.asdict(args), indent=1))
     print("problems:", ", ".join(f"{t} {len(p)}" for t, p in tasks.items()),
@@ -124,18 +125,31 @@ def main(**flags):
 
     actor = make_actor(args.backend, args.model, seed=args.seed, dtype=args.dtype,
                        max_model_len=args.max_model_len or None)
+    actor.progress = True  # hf: a bar over each chunk's generate batches
     try:
         _, summary = evaluate(actor, tasks, template=args.template, n_samples=args.n_samples,
                               temperature=args.temperature, top_p=args.top_p,
                               max_tokens=args.max_tokens, seed=args.seed,
                               grade_workers=args.grade_workers or None, model_name=args.model,
-                              output_dir=args.output, chunk_size=args.chunk_size)
+                              output_dir=args.output, chunk_size=args.chunk_size,
+                              run_info=_run_info(args), progress=True)
     except ValueError as e:  # e.g. a prompt longer than the context, found before generating
-        sys.exit(f"evaluate_model.py: error: {e}")
+        _fail(e)
     finally:
         actor.close()
     print(format_table(summary))
     print(f"wrote {args.output}/samples.jsonl and summary.json")
+
+
+def _run_info(args) -> dict:
+    """How the evaluation ran, recorded beside its results (a 20-problem slice must say so)."""
+    return {"backend": args.backend, "max_model_len": args.max_model_len, "limit": args.limit}
+
+
+def _fail(e: Exception):
+    """A user error: one line on stderr, exit status 2 (as train_zero_math.py)."""
+    print(f"evaluate_model.py: error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 main.__doc__ += "\n\nFlags:\n" + help_text(EvalArgs)

@@ -46,22 +46,17 @@ def _resolve_pretrain(cfg, rank):
     if cfg.pretrain == "synthetic":
         from understand_r1_zero.synthetic import build_base_model
 
-        path = build_base_model(seed=0) if rank == 0 else None
+        path = build_base_model() if rank == 0 else None
         dist.barrier()
-        return path if rank == 0 else build_base_model(seed=0)
+        return path if rank == 0 else build_base_model()
     return cfg.pretrain
 
 
 def _check_pretrain(spec: str):
-    if spec == "synthetic":
-        return
-    p = os.path.expanduser(spec)
-    if os.path.isdir(p):
-        if not os.path.exists(os.path.join(p, "config.json")):
-            raise UserError(f"--pretrain {spec!r} has no config.json; point it to a HF model directory")
-    elif spec.startswith(("/", ".", "~")) or spec.count("/") != 1:
-        raise UserError(f"--pretrain {spec!r} does not exist; pass a local HF model directory, a hub "
-                        f"name like Qwen/Qwen2.5-Math-1.5B, or 'synthetic'")
+    from understand_r1_zero.flags import check_model_path
+
+    if spec != "synthetic":
+        check_model_path(spec, "--pretrain", also=", or 'synthetic'")
 
 
 def _find_resume(cfg):
@@ -82,6 +77,8 @@ def _find_resume(cfg):
 def _check_wandb(cfg, rank0: bool) -> None:
     """--use_wb: wandb must import (fail here, before any model loads), and without an API key
     or a reachable server it logs offline into save_path/wandb (sync later with `wandb sync`)."""
+    from understand_r1_zero.flags import reachable
+
     if not cfg.use_wb:
         return
     try:
@@ -94,7 +91,7 @@ def _check_wandb(cfg, rank0: bool) -> None:
     why = None
     if not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
         why = "no WANDB_API_KEY and no `wandb login`"
-    elif not _reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")):
+    elif not reachable(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")):
         why = "the wandb server is not reachable"
     if why:
         os.environ["WANDB_MODE"] = "offline"
@@ -113,17 +110,47 @@ def _netrc_has_wandb() -> bool:
     return any("wandb" in h for h in hosts)
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-    import socket
-    from urllib.parse import urlparse
+RUN_FILES = ("config.json", "metrics.jsonl", "rollouts", "checkpoints", "wandb", "tb")
 
-    u = urlparse(url)
-    try:
-        with socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)),
-                                      timeout=timeout):
-            return True
-    except OSError:
+
+def _check_save_path(cfg, resume) -> bool:
+    """Refuse to mix two runs in one --save_path. Returns whether rank 0 must clear it first.
+
+    * resuming: the checkpoint's stored config must match the flags that define the run
+      (``config.RUN_KEYS``) and the number of processes; otherwise one line naming the flags.
+    * a fresh run into a directory holding another run's files: refused, naming --resume auto,
+      a new path and --overwrite; ``--overwrite True`` clears them.
+    * ``--resume auto`` with no checkpoint yet (a run that died before its first save): its
+      leftovers are cleared if its config.json matches, else refused as above."""
+    root = cfg.save_path
+    present = [f for f in RUN_FILES if os.path.exists(os.path.join(root, f))]
+    if resume:
+        if cfg.overwrite:
+            raise UserError("--overwrite True deletes the run that --resume continues; pass one of them")
+        state = json.load(open(os.path.join(resume, "trainer_state.json")))
+        diff = cfg.run_diff(state.get("config") or {})
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if state.get("world_size", world) != world:
+            diff.append(f"processes {state['world_size']} -> {world}")
+        if diff:
+            raise UserError(f"--resume: the checkpoint {resume} belongs to a run with other flags "
+                            f"({'; '.join(diff)}); rerun with that run's flags, or start a new run in "
+                            f"a new --save_path (or --overwrite True)")
         return False
+    if not present:
+        return False
+    if cfg.overwrite:
+        return True
+    stored = os.path.join(root, "config.json")
+    if cfg.resume == "auto" and os.path.exists(stored):
+        try:
+            diff = cfg.run_diff(json.load(open(stored)))
+        except ValueError:
+            diff = ["config.json unreadable"]
+        if not diff:
+            return True  # this run's own leftovers from before its first checkpoint
+    raise UserError(f"--save_path {root} holds another run ({', '.join(present)}); continue it with "
+                    f"--resume auto, pick a new --save_path, or pass --overwrite True to delete it")
 
 
 def setup(flags: dict):
@@ -136,6 +163,7 @@ def setup(flags: dict):
         _check_wandb(cfg, rank0=os.environ.get("RANK", "0") == "0")
         _check_pretrain(cfg.pretrain)
         resume = _find_resume(cfg)
+        cfg.clear_save_path = _check_save_path(cfg, resume)
         prompts = load_prompts(cfg.prompt_data, cfg.train_split, cfg.input_key, cfg.output_key,
                                limit=cfg.max_train_samples)
         evals = load_eval(cfg.eval_data, cfg.eval_tasks, cfg.input_key, cfg.output_key,
@@ -184,8 +212,15 @@ def main(**flags):
     P_rank = cfg.rollout_batch_size // world  # prompts per rank per step
     G = cfg.num_samples
     if rank == 0:
+        if cfg.clear_save_path:  # --overwrite, or this run's own leftovers (see _check_save_path)
+            log(f"[setup] clearing {', '.join(f for f in RUN_FILES if os.path.exists(os.path.join(cfg.save_path, f)))} "
+                f"in {cfg.save_path}")
+            for f in RUN_FILES:
+                p = os.path.join(cfg.save_path, f)
+                shutil.rmtree(p) if os.path.isdir(p) else (os.path.exists(p) and os.remove(p))
         os.makedirs(cfg.save_path, exist_ok=True)
         cfg.save(os.path.join(cfg.save_path, "config.json"))
+    dist.barrier()
     log(json.dumps(cfg.to_dict(), indent=1))
     log(f"[setup] {world} process(es) on {device.type}; {len(questions)} train prompts; "
         f"{cfg.rollout_batch_size} prompts x {G} samples = {cfg.rollout_batch_size * G} responses/step; "
@@ -237,9 +272,11 @@ def main(**flags):
             with open(tmp, "w") as f:
                 f.writelines(schema.dumps(r) + "\n" for r in rows)
             os.replace(tmp, metrics_path)
+        if rank == 0:  # ... and rollouts: the resumed steps rewrite them (appending would double them)
+            for p in schema.rollout_files(cfg.save_path):
+                if schema.rollout_step(p) > start_step:
+                    os.remove(p)
         log(f"[resume] from {resume} at step {start_step} (prompt position {order.position})")
-    elif rank == 0 and os.path.exists(metrics_path):
-        os.remove(metrics_path)  # a fresh run in an old dir: don't append to stale metrics
     tb = wb = None
     if rank == 0 and cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -342,6 +379,7 @@ def main(**flags):
         loss_mask = (~trunc).float() if cfg.truncated == "mask" else torch.ones(len(flat))
         # ============================================================ 4. advantages
         R = rewards.view(P_rank, G)  # [P, G]
+        mvar_row = {}
         if cfg.algo == "mvar":
             tracked = tracker.tracked(cfg.mvar_alpha, cfg.mvar_beta)  # None before the first update
             adv = algo.advantages(R, bundle_size=cfg.bundle_size, alpha=cfg.mvar_alpha, beta=cfg.mvar_beta,
@@ -349,7 +387,14 @@ def main(**flags):
             scores = torch.cat(losses.mvar_paper_scores(R, cfg.bundle_size))  # this rank's papers
             every = [None] * world
             dist.all_gather_object(every, scores.tolist())  # identical tracker on every rank
-            tracker.update(torch.tensor([x for s in every for x in s]))
+            pooled = torch.tensor([x for s in every for x in s])
+            tracker.update(pooled)
+            # what the tracker did: the quantiles this step's advantages used, the batch's own, and the update
+            for name, lv in (("alpha", cfg.mvar_alpha), ("beta", cfg.mvar_beta)):
+                mvar_row[f"mvar/q_{name}_used"] = tracked[0 if name == "alpha" else 1] if tracked else float("nan")
+                mvar_row[f"mvar/q_{name}_batch"] = torch.quantile(pooled.double(), lv).item()
+                mvar_row[f"mvar/q_{name}_tracked"] = tracker.value(lv)
+            mvar_row["mvar/score_mean"] = pooled.double().mean().item()
         else:
             adv = algo.advantages(R)  # [P, G]
         adv = adv.reshape(-1)  # [N]
@@ -386,7 +431,7 @@ def main(**flags):
             "actor/response_len_correct": per("len_correct", "correct"),
             "actor/response_len_incorrect": per("len_incorrect", "incorrect"),
             "actor/response_len_truncated": per("len_truncated", "truncated"),
-            **tstats,
+            **tstats, **mvar_row,
             "time/generate_s": t_gen, "time/grade_s": t_grade, "time/train_s": t_train, "time/sync_s": t_sync,
         }
         if cfg.log_rollouts:

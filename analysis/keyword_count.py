@@ -28,7 +28,7 @@ per task). Optionally an LLM judge labels each response reflective or not (``--j
 OpenAI-compatible chat endpoint set by ``URZ_JUDGE_BASE_URL`` / ``URZ_JUDGE_MODEL`` /
 ``URZ_JUDGE_API_KEY``).
 
-    python analysis/keyword_count.py runs/grpo_seed42 --out analysis/results/keywords/
+    python analysis/keyword_count.py runs/grpo_seed42        # -> runs/grpo_seed42/keyword_counts.{csv,png}
     python analysis/keyword_count.py outputs/eval/model/samples.jsonl --judge True --judge_max 200
 """
 
@@ -194,21 +194,38 @@ def plot_counts(df: pd.DataFrame, group: str):
     metrics = ["total_mean", "reflective_frac"] + (["judge_frac"] if "judge_frac" in df else [])
     titles = {"total_mean": "keywords per response", "reflective_frac": "share with >= 1 keyword",
               "judge_frac": "share the LLM judge calls reflective"}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    ylabels = {"total_mean": "keywords per response (mean)", "reflective_frac": "share of responses",
+               "judge_frac": "share of judged responses"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
     for ax, m in zip(axes[0], metrics):
+        ax.set(title=titles[m], xlabel=group, ylabel=ylabels[m])
         wide = df.pivot(index=group, columns="outcome", values=m)
+        if not (wide.fillna(0) > 0).any().any():  # say so, rather than draw a flat line on a +-0.04 axis
+            ax.text(0.5, 0.5, "no keywords found" if m != "judge_frac" else "the judge found none",
+                    transform=ax.transAxes, ha="center", va="center", color="grey", fontsize=11)
+            ax.set_ylim(0, 1)
+            ax.set_xticks([])
+            continue
         if group == "step":
-            wide.plot(ax=ax, marker=".")
+            wide.plot(ax=ax, marker=".", legend=False)
         else:
-            wide.plot.bar(ax=ax, rot=30)
-        ax.set(title=titles[m], xlabel=group)
+            wide.plot.bar(ax=ax, rot=30, legend=False)
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    drawn = [ax.get_legend_handles_labels() for ax in axes[0] if ax.get_legend_handles_labels()[0]]
+    if drawn:  # one legend for the figure, right of the axes, so it hides no peak
+        fig.legend(*drawn[0], title="outcome", loc="center right", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 0.87, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
-def main(source: str, out: str = "analysis/results/keywords/", judge: bool = False, judge_max: int = 500):
-    """``SOURCE``: a training run dir or a samples.jsonl (or its eval dir). Writes CSV + PNG."""
+def main(source: str, out: str = "", judge: bool = False, judge_max: int = 500):
+    """``SOURCE``: a training run dir or a samples.jsonl (or its eval dir). Writes CSV + PNG to
+    ``--out`` (a dir/ or a prefix; default: ``keyword_counts.{csv,png}`` beside the source)."""
+    if not out:
+        out = (source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))) + os.sep
     if isinstance(judge, str):  # fire passes --judge False as a string only when quoted oddly
         judge = judge.strip().lower() in ("1", "true", "yes")
     try:

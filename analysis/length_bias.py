@@ -15,7 +15,7 @@ It reads the rollouts (``schema.read_rollouts``) and falls back to metrics.jsonl
 ``--log_rollouts False``. Known gap of the fallback: training logs "incorrect" as every response
 that is not correct, truncated ones included, and gives no counts (``n`` is NaN there).
 
-    python analysis/length_bias.py plot runs/grpo runs/drgrpo --out analysis/results/length_bias/plot
+    python analysis/length_bias.py plot runs/grpo runs/drgrpo --out outputs/length_bias/
     python analysis/length_bias.py compare --max_steps 40 --seed 42   # trains both, then plots
     python analysis/length_bias.py compare --extra_flags="--eval_limit 50 --learning_rate 1e-4"
 """
@@ -147,10 +147,15 @@ def plot_lengths(df: pd.DataFrame, smooth: int = 1):
             if len(s):
                 ax.plot(s.index, s.rolling(max(1, int(smooth)), min_periods=1).mean(), color=colors[r], label=r,
                         marker="." if len(s) < 3 else None)  # a lone truncated step stays visible
-        if not (df["outcome"] == o).any():
-            ax.text(0.5, 0.5, f"no {o} responses", transform=ax.transAxes, ha="center", color="grey")
         ax.set(title=f"{o} responses", xlabel="step", ylabel="mean length (tokens)")
+        if not (df["outcome"] == o).any():  # say so, rather than draw an empty axis
+            ax.text(0.5, 0.5, f"no {o} responses\nin any run", transform=ax.transAxes, ha="center",
+                    va="center", color="grey", fontsize=11)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set(xlabel="", ylabel="")
+            continue
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     ax = axes[3]
     for r in runs:
         sub = df[df["run"] == r]
@@ -159,9 +164,11 @@ def plot_lengths(df: pd.DataFrame, smooth: int = 1):
             ok = sub[sub["outcome"] == "correct"].groupby("step")["n"].sum().reindex(tot.index, fill_value=0)
             ax.plot(tot.index, (ok / tot).rolling(max(1, int(smooth)), min_periods=1).mean(),
                     color=colors[r], label=r)
-    ax.set(title="share correct (training samples)", xlabel="step", ylim=(0, 1))
+    ax.set(title="share correct (training samples)", xlabel="step", ylabel="share of responses correct",
+           ylim=(0, 1))
     ax.grid(alpha=0.3)
-    axes[0].legend()
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -231,13 +238,15 @@ def verdict(df: pd.DataFrame, grpo: str = "grpo", drgrpo: str = "drgrpo", frac: 
             f"GRPO's incorrect responses {'are' if inc['last_diff'] > 0 else 'are not'} longer than Dr. GRPO's "
             f"over the last {window} steps ({inc['grpo_last']:.1f} vs {inc['drgrpo_last']:.1f} tokens, "
             f"naive SE of the difference {inc['last_diff_naive_se']:.1f}) and {'grew' if inc['growth_diff'] > 0 else 'did not grow'} "
-            f"more ({inc['grpo_growth']:+.1f} vs {inc['drgrpo_growth']:+.1f}) -> effect "
-            f"{'shows' if shows else 'does not show'}")
-    # Direction alone is the criterion; say whether the end gap clears 2 naive SE, too.
+            f"more ({inc['grpo_growth']:+.1f} vs {inc['drgrpo_growth']:+.1f})")
+    # Direction alone is the criterion (effect_shows); the words say whether the end gap clears
+    # 2 naive SE too, so a text or figure title never claims more than its numbers.
     significant = bool(np.isfinite(inc["last_diff_naive_se"])
                        and abs(inc["last_diff"]) > 2 * inc["last_diff_naive_se"])
     if shows is not None:
-        text += f" ({'beyond' if significant else 'within'} 2 naive SE of the end gap)"
+        text += (" -> the length bias shows (end gap beyond 2 naive SE)" if shows and significant else
+                 " -> the paper's direction, but not significant (within 2 naive SE of the end gap)" if shows else
+                 f" -> no length bias ({'beyond' if significant else 'within'} 2 naive SE of the end gap)")
     clean = lambda v: None if isinstance(v, float) and not np.isfinite(v) else float(v)  # noqa: E731
     return {"effect_shows": shows, "end_gap_beyond_2se": significant, "summary": text, "window_steps": window,
             "criterion": "incorrect: grpo last-window mean > drgrpo's AND grpo growth > drgrpo's",
@@ -283,7 +292,7 @@ def _flag_list(extra_flags) -> list[str]:
     return [str(x) for x in extra_flags]
 
 
-def run_comparison(out_dir: str = "analysis/results/length_bias", max_steps: int = 40, seed: int = 42,
+def run_comparison(out_dir: str = "outputs/length_bias/compare", max_steps: int = 40, seed: int = 42,
                    extra_flags=None, runs_dir: str = "runs/length_bias", recheck_prob: float | None = None,
                    skip_existing: bool = False, smooth: int = 5, script: str = TRAIN_SCRIPT,
                    python: str = sys.executable) -> dict:
@@ -301,7 +310,7 @@ def run_comparison(out_dir: str = "analysis/results/length_bias", max_steps: int
             raise ValueError("pass either recheck_prob or --pretrain in extra_flags, not both")
         from understand_r1_zero.synthetic import build_base_model
 
-        extra += ["--pretrain", build_base_model(seed=0, mix={"recheck_prob": float(recheck_prob)})]
+        extra += ["--pretrain", build_base_model(mix={"recheck_prob": float(recheck_prob)})]
     runs, timing = {}, {}
     for algo in ("grpo", "drgrpo"):
         save = os.path.join(runs_dir, f"{algo}_seed{seed}")
@@ -337,17 +346,47 @@ def run_comparison(out_dir: str = "analysis/results/length_bias", max_steps: int
     configs = {a: json.load(open(os.path.join(d, "config.json"))) for a, d in runs.items()}
     result.update({"max_steps": max_steps, "seed": seed, "extra_flags": extra, "runs": runs,
                    "train_seconds": timing, "train_config": configs})
+    result["smooth"] = smooth
     os.makedirs(out_dir, exist_ok=True)
     df.to_csv(os.path.join(out_dir, "length_by_outcome.csv"), index=False)
     window_summary(df).to_csv(os.path.join(out_dir, "window_summary.csv"), index=False)
-    fig.suptitle(f"GRPO vs Dr. GRPO, seed {seed}, {max_steps} steps (lines: {smooth}-step rolling mean)\n"
-                 + textwrap.fill(result["summary"], 200), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.86))
-    fig.savefig(os.path.join(out_dir, "length_by_outcome.png"), dpi=110)
-    plt.close(fig)
+    _save_compare_figure(fig, result, out_dir)
     with open(os.path.join(out_dir, "verdict.json"), "w") as f:
         json.dump(result, f, indent=2)
     print(f"[length_bias] {result['summary']}\n[length_bias] wrote {out_dir}/", flush=True)
+    return result
+
+
+def _save_compare_figure(fig, result: dict, out_dir: str) -> None:
+    fig.suptitle(f"GRPO vs Dr. GRPO, seed {result['seed']}, {result['max_steps']} steps (lines: "
+                 f"{result.get('smooth', 5)}-step rolling mean)\n" + textwrap.fill(result["summary"], 200), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    fig.savefig(os.path.join(out_dir, "length_by_outcome.png"), dpi=110)
+    plt.close(fig)
+
+
+def replot(out_dir: str = "analysis/results/length_bias") -> dict:
+    """Redraw a ``compare`` result (``length_by_outcome.png``, and the verdict's words) from its
+    stored CSV and verdict.json, without retraining: the numbers are not recomputed from runs
+    (the paired-by-prompt figures need the rollouts, so they are kept as stored)."""
+    df = pd.read_csv(os.path.join(out_dir, "length_by_outcome.csv"))
+    with open(os.path.join(out_dir, "verdict.json")) as f:
+        result = json.load(f)
+    new = verdict(df)
+    for k in ("incorrect", "wrong", "correct"):  # the stored numbers must be the CSV's
+        for m, v in new[k].items():
+            old = result[k][m]
+            assert (v is None and old is None) or abs(v - old) <= 1e-9 * max(1.0, abs(old)), (k, m, v, old)
+    summary, paired = new["summary"], result.get("incorrect_paired_by_prompt")
+    if paired:
+        summary += (f"; on the same prompts, GRPO's incorrect responses are {paired['last_mean_diff']:+.1f} +- "
+                    f"{paired['last_se']:.1f} tokens longer in the last window ({paired['first_mean_diff']:+.1f} "
+                    f"+- {paired['first_se']:.1f} in the first)")
+    result.update(summary=summary, effect_shows=new["effect_shows"], end_gap_beyond_2se=new["end_gap_beyond_2se"])
+    _save_compare_figure(plot_lengths(df, smooth=result.get("smooth", 5)), result, out_dir)
+    with open(os.path.join(out_dir, "verdict.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"[length_bias] {summary}\n[length_bias] redrew {out_dir}/length_by_outcome.png", flush=True)
     return result
 
 
@@ -366,7 +405,7 @@ def out_paths(out: str, stem: str) -> tuple[str, str]:
     return prefix + ".csv", prefix + ".png"
 
 
-def plot(*run_dirs, out: str = "analysis/results/length_bias/", source: str = "auto", smooth: int = 1):
+def plot(*run_dirs, out: str = "outputs/length_bias/", source: str = "auto", smooth: int = 1):
     """Plot runs: ``plot RUN_DIR [label=RUN_DIR ...] --out PREFIX_OR_DIR/``; writes CSV + PNG."""
     df, fig = length_by_outcome(list(run_dirs), source=source, smooth=smooth)
     csv, png = out_paths(out, "length_by_outcome")
@@ -380,4 +419,4 @@ def plot(*run_dirs, out: str = "analysis/results/length_bias/", source: str = "a
 if __name__ == "__main__":
     import fire
 
-    fire.Fire({"plot": plot, "compare": run_comparison})
+    fire.Fire({"plot": plot, "compare": run_comparison, "replot": replot})

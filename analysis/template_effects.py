@@ -118,17 +118,23 @@ def template_table(rows_by_template: dict[str, list[dict]]) -> pd.DataFrame:
     return pd.DataFrame(recs, columns=TABLE_COLUMNS)
 
 
-def plot_table(df: pd.DataFrame):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [3, 2]})
+def plot_table(df: pd.DataFrame, model: str = ""):
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [3, 2]})
     acc = df.pivot(index="task", columns="template", values="accuracy")
     tasks = [t for t in dict.fromkeys(df["task"]) if t != "average"] + ["average"]
     acc.reindex(index=tasks, columns=list(dict.fromkeys(df["template"]))).plot.bar(ax=a, rot=20)
-    a.set(title="accuracy per template and task", ylabel="accuracy (avg@n)", ylim=(0, 1))
+    a.set(title="accuracy per template and task", ylabel="accuracy (avg@n)", ylim=(0, 1.1))
     avg = df[df["task"] == "average"].set_index("template")[["answering_rate", "formatted_rate"]]
     avg.plot.bar(ax=b, rot=20)
-    b.set(title="answering vs formatted rate (mean over tasks)", ylim=(0, 1.05))
+    b.set(title="answering vs formatted rate (mean over tasks)", ylabel="share of responses", ylim=(0, 1.15))
     for ax in (a, b):
         ax.grid(alpha=0.3, axis="y")
+        for bars in ax.containers:  # value labels: a zero-height bar is otherwise invisible
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    per = df[df["task"] != "average"].drop_duplicates("task")
+    n = ", ".join(f"{t} {int(k)}" for t, k in zip(per["task"], per["n_problems"]))
+    k = int(round(per["n_responses"].sum() / max(per["n_problems"].sum(), 1)))
+    fig.suptitle(f"{model or 'model'}: n = {n} problems ({k} response(s) each, per template)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -183,7 +189,7 @@ def template_effects(model: str, tasks=None, templates=DEFAULT_TEMPLATES, *, eva
         if own:
             actor.close()
     df = template_table(rows_by)
-    return df, plot_table(df)
+    return df, plot_table(df, model=str(model))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -201,7 +207,7 @@ def _write(df, fig, out: str) -> tuple[str, str]:
 def run(model: str, eval_data: str = "synthetic", tasks: str = "", templates=DEFAULT_TEMPLATES,
         backend: str = "hf", max_tokens: int = 3000, limit: int = 0, n_samples: int = 1,
         temperature: float = 0.0, seed: int = 0, samples_dir: str = "",
-        out: str = "analysis/results/template_effects/"):
+        out: str = "outputs/template_effects/"):
     """Evaluate MODEL under each template; writes CSV + PNG to ``--out`` (a dir/ or a prefix)."""
     df, fig = template_effects(model, tasks or None, templates, eval_data=eval_data, backend=backend,
                                max_tokens=int(max_tokens), limit=int(limit) or None, n_samples=int(n_samples),
@@ -209,7 +215,7 @@ def run(model: str, eval_data: str = "synthetic", tasks: str = "", templates=DEF
     return _write(df, fig, out)
 
 
-def table(*samples, out: str = "analysis/results/template_effects/"):
+def table(*samples, out: str = "outputs/template_effects/"):
     """The table from existing evaluate_model.py outputs: ``table DIR_OR_JSONL [label=DIR ...]``;
     unlabelled ones are labelled by the template stored in their rows."""
     rows_by = {}
@@ -218,7 +224,8 @@ def table(*samples, out: str = "analysis/results/template_effects/"):
         rows = schema.read_samples(path)
         rows_by[label or (rows[0]["template"] if rows else path)] = rows
     df = template_table(rows_by)
-    return _write(df, plot_table(df), out)
+    models = sorted({r["model"] for rows in rows_by.values() for r in rows[:1]})
+    return _write(df, plot_table(df, model=", ".join(models)), out)
 
 
 if __name__ == "__main__":

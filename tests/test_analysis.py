@@ -115,10 +115,12 @@ def test_window_summary_and_verdict():
     v = length_bias.verdict(df)
     assert v["effect_shows"] is True
     assert v["incorrect"]["last_diff"] == pytest.approx(16.0) and v["incorrect"]["growth_diff"] == pytest.approx(12.0)
-    assert v["end_gap_beyond_2se"] is True and "(beyond 2 naive SE of the end gap)" in v["summary"]
+    assert v["end_gap_beyond_2se"] is True and v["summary"].endswith("-> the length bias shows (end gap beyond 2 naive SE)")
     tiny = length_bias.verdict(_synthetic_df(0.01, 0.0))  # right direction, gap 0.08 << 2 SE
     assert tiny["effect_shows"] is True and tiny["end_gap_beyond_2se"] is False
     assert tiny["incorrect"]["last_diff"] == pytest.approx(0.08) and "(within 2 naive SE" in tiny["summary"]
+    # the words claim no more than the numbers: a direction within 2 SE is "not significant"
+    assert "not significant" in tiny["summary"] and "length bias shows" not in tiny["summary"]
     assert length_bias.verdict(_synthetic_df(0.0, 2.0))["effect_shows"] is False
     too_easy = length_bias.verdict(_synthetic_df(2.0, 0.0, n_incorrect=2))
     assert too_easy["effect_shows"] is None and "too easy" in too_easy["summary"]
@@ -336,3 +338,20 @@ def test_template_effects_end_to_end_tiny_model(tmp_path, tiny_model_dir):
     again = pd.read_csv(csv)
     assert set(again["template"]) == {"qwen_math", "r1"} and os.path.getsize(png) > 0
     assert _cell(again, template="r1", task="toy")["formatted_rate"] == _cell(df, template="r1", task="toy")["formatted_rate"]
+
+
+def test_default_outputs_stay_out_of_the_repo_and_empty_plots_say_so(tmp_path):
+    """keyword_count writes beside its source by default; a run with no keyword says so; the
+    template plot labels every bar (a zero-height bar is otherwise invisible)."""
+    run = tmp_path / "run"
+    _write_rollouts(run, {1: [(1, 5, False, "ok"), (0, 5, False, "no")]})
+    keyword_count.main(str(run))
+    assert (run / "keyword_counts.csv").exists() and (run / "keyword_counts.png").exists()
+    _, fig = keyword_count.keyword_counts(str(run))
+    assert all("no keywords found" in [t.get_text() for t in ax.texts] for ax in fig.axes)
+    rows = {"qwen_math": [_samples_row("math", 0, [_sample("\\boxed{1}", 1.0, True)])],
+            "r1": [_samples_row("math", 0, [_sample("x", 0.0, False)], template="r1")]}
+    fig = template_effects.plot_table(template_effects.template_table(rows), model="m")
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert "0.00" in labels and "1.00" in labels
+    assert "m: n = math 1 problems" in fig._suptitle.get_text()

@@ -241,11 +241,44 @@ def _cli(*args, timeout=300):
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    r = _cli("--model", "x", "--eval_data", str(tmp_path / "missing"), "--backend", "hf")
-    assert r.returncode != 0 and "build_eval_data.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_cli_errors_are_one_line(tmp_path, tiny_model_dir):
+    r = _cli("--model", tiny_model_dir, "--eval_data", str(tmp_path / "missing"), "--backend", "hf")
+    assert r.returncode == 2 and "build_eval_data.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = _cli("--model", "x", "--temprature", "1")
     assert r.returncode != 0 and "unknown flag --temprature; did you mean --temperature" in r.stderr
+
+
+def _fake_run(root):
+    """A training --save_path as train_zero_math.py leaves it (its config.json is not a model's)."""
+    model = root / "checkpoints" / "step_00080" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (root / "checkpoints" / "step_00080" / "trainer_state.json").write_text("{}")
+    (root / "config.json").write_text(json.dumps({"algo": "drgrpo", "save_path": str(root)}))
+    (root / "metrics.jsonl").write_text('{"step": 0}\n')
+    return root
+
+
+@pytest.mark.parametrize("case", ["run_dir", "checkpoint", "missing", "missing_and_no_data", "hub_offline"])
+def test_cli_model_that_is_not_a_model_is_one_line(tmp_path, tiny_model_dir, case):
+    """Checked first (before the data and before the output dir is made): exit 2, one line, no
+    traceback, nothing left behind."""
+    run = _fake_run(tmp_path / "runs" / "zero_math")
+    model = {"run_dir": str(run), "checkpoint": str(run / "checkpoints" / "step_00080"),
+             "missing": "/nonexistent/model", "missing_and_no_data": "/no/such/model",
+             "hub_offline": "Qwen/Qwen2.5-Math-1.5b"}[case]
+    data = [] if case == "missing_and_no_data" else ["--eval_data", str(tmp_path)]
+    out = tmp_path / "out"
+    r = _cli("--model", model, *data, "--output", str(out))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    want = {"run_dir": f"is a training run, not a model; its models are in {run}/checkpoints/step_XXXXX/model "
+                       f"(latest: {run}/checkpoints/step_00080/model)",
+            "checkpoint": f"is a training checkpoint; its model is {run}/checkpoints/step_00080/model",
+            "missing": "does not exist", "missing_and_no_data": "does not exist",
+            "hub_offline": "could not reach the model hub"}[case]
+    assert lines[0].startswith(f"evaluate_model.py: error: --model {model!r}") and want in lines[0], lines[0]
+    assert not out.exists()
 
 
 def test_cli_prompt_longer_than_context_is_one_line(tmp_path, tiny_model_dir):

@@ -26,7 +26,7 @@ def test_recipe_flags_valid_and_complete(path):
     fields = set(TrainConfig.__dataclass_fields__)
     # "every flag spelled out": all but presentation-only flags appear.
     mvar_only = {"bundle_size", "mvar_alpha", "mvar_beta", "w_mix", "credit", "q_mode", "q_lr"}
-    missing = fields - set(flags) - {"progress", "wb_run_name", "save_final_only_model"}
+    missing = fields - set(flags) - {"progress", "wb_run_name", "save_final_only_model", "overwrite"}
     if cfg.algo != "mvar":
         missing -= mvar_only  # MVaR's knobs have no effect on the other algorithms
     assert not missing, f"{os.path.basename(path)} does not spell out {sorted(missing)}"

@@ -97,11 +97,16 @@ def test_recipe_runs_and_resumes(recipes, demo_base_model, mini_data, tmp_path):
     assert r1["train/tokens"] > 0 and math.isfinite(r1["train/grad_norm"]) and math.isfinite(r1["train/loss"])
     if 0 < r1["actor/reward_mean"] < 1:  # some advantage is non-zero (the r1 recipes earn 0 here)
         assert r1["train/grad_norm"] > 0
+    if flags["algo"] == "mvar":  # the tracker is visible: no quantile before its first update
+        assert math.isnan(r1["mvar/q_alpha_used"] if r1["mvar/q_alpha_used"] is not None else float("nan"))
+        assert r1["mvar/q_alpha_tracked"] == r1["mvar/q_alpha_batch"] <= r1["mvar/q_beta_tracked"]
 
     out2 = _launch(_miniature(flags, demo_base_model, mini_data, run, max_steps=2))
     assert f"[resume] from {ckpt1} at step 1" in out2
     rows = schema.read_metrics(run)
     assert [r["step"] for r in rows] == [0, 1, 2]
+    if flags["algo"] == "mvar":  # the resumed step used the checkpointed tracker's quantiles
+        assert rows[2]["mvar/q_alpha_used"] == pytest.approx(rows[1]["mvar/q_alpha_tracked"])
     assert len(schema.read_rollouts(run)) == 2 * int(_miniature(flags, "", ("", ""), "", 1)["rollout_batch_size"]) * 4
     assert os.path.isdir(os.path.join(run, "checkpoints", "step_00002", "model"))
     assert any(d.startswith("offline-run") for d in os.listdir(os.path.join(run, "wandb")))

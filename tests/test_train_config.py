@@ -177,3 +177,95 @@ def test_all_reduce_sums_single_process_and_device():
     out = all_reduce_sums({"a": 1, "b": torch.tensor(2.5), "c": torch.tensor([True, False]).sum()},
                           torch.device("cpu"))
     assert out == {"a": 1.0, "b": 2.5, "c": 1.0}
+
+
+def _plant_run(root, data_file, checkpoint_step=None, **flags):
+    """A run directory as training leaves it: config.json + metrics (+ a checkpoint)."""
+    cfg = from_flags(prompt_data=data_file, input_key="question", eval_data="", save_path=str(root), **flags)
+    os.makedirs(root, exist_ok=True)
+    cfg.save(os.path.join(root, "config.json"))
+    (root / "metrics.jsonl").write_text('{"step": 0}\n')
+    if checkpoint_step is not None:
+        ck = root / "checkpoints" / f"step_{checkpoint_step:05d}"
+        os.makedirs(ck / "deepspeed")
+        json.dump({"step": checkpoint_step, "world_size": 1, "config": cfg.to_dict()},
+                  open(ck / "trainer_state.json", "w"))
+    return cfg
+
+
+def test_fresh_run_into_another_runs_dir_is_refused(tmp_path, data_file):
+    run = tmp_path / "run"
+    _plant_run(run, data_file, checkpoint_step=80)
+    msg = _err(prompt_data=data_file, input_key="question", save_path=str(run), algo="grpo")
+    assert msg.startswith(f"--save_path {run} holds another run (config.json, metrics.jsonl, checkpoints)")
+    assert "--resume auto" in msg and "--overwrite True" in msg
+    cfg, resume, _, _ = setup({"prompt_data": data_file, "input_key": "question", "eval_data": "",
+                               "save_path": str(run), "algo": "grpo", "overwrite": True})
+    assert resume is None and cfg.clear_save_path is True
+    # an empty or new directory is fine
+    cfg, _, _, _ = setup({"prompt_data": data_file, "input_key": "question", "eval_data": "",
+                          "save_path": str(tmp_path / "new")})
+    assert cfg.clear_save_path is False
+
+
+def test_resume_auto_refuses_a_checkpoint_of_another_run(tmp_path, data_file):
+    run = tmp_path / "run"
+    _plant_run(run, data_file, checkpoint_step=80, algo="drgrpo", seed=42)
+    msg = _err(prompt_data=data_file, input_key="question", save_path=str(run), algo="grpo", seed=1,
+               resume="auto", max_steps=40)
+    assert msg.startswith(f"--resume: the checkpoint {run}/checkpoints/step_00080 belongs to a run with other flags")
+    assert "--algo 'drgrpo' -> 'grpo'" in msg and "--seed 42 -> 1" in msg and "max_steps" not in msg
+    # the same run's flags (only its length and eval changed) resume
+    cfg, resume, _, _ = setup({"prompt_data": data_file, "input_key": "question", "eval_data": "",
+                               "save_path": str(run), "algo": "drgrpo", "resume": "auto", "max_steps": 100})
+    assert resume.endswith("step_00080") and cfg.clear_save_path is False
+    assert "processes 1 -> 2" in _err_env({"WORLD_SIZE": "2"}, prompt_data=data_file, input_key="question",
+                                          save_path=str(run), resume="auto", rollout_batch_size=16)
+    assert "--overwrite True deletes the run" in _err(prompt_data=data_file, input_key="question",
+                                                      save_path=str(run), resume="auto", overwrite=True)
+
+
+def _err_env(env, **flags):
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return _err(**flags)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def test_resume_auto_before_the_first_checkpoint(tmp_path, data_file):
+    """A run that died before its first save: its own leftovers are cleared; another run's are not."""
+    run = tmp_path / "run"
+    _plant_run(run, data_file, seed=3)
+    cfg, resume, _, _ = setup({"prompt_data": data_file, "input_key": "question", "eval_data": "",
+                               "save_path": str(run), "seed": 3, "resume": "auto"})
+    assert resume is None and cfg.clear_save_path is True
+    assert "holds another run" in _err(prompt_data=data_file, input_key="question", save_path=str(run),
+                                       seed=4, resume="auto")
+
+
+@pytest.mark.parametrize("case", ["run_dir", "hub_offline"])
+def test_cli_pretrain_that_is_not_a_model_is_one_line(tmp_path, case):
+    run = tmp_path / "runs" / "drgrpo"
+    (run / "checkpoints" / "step_00080" / "model").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"algo": "drgrpo"}))
+    spec = {"run_dir": str(run), "hub_offline": "Qwen/Qwen2.5-Math-1.5b"}[case]
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train_zero_math.py"), "--pretrain", spec,
+                        "--save_path", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert lines[0].startswith(f"error: --pretrain {spec!r}")
+    assert ("is a training run, not a model" if case == "run_dir" else "could not reach the model hub") in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_mvar_needs_whole_bundles_per_process():
+    from_flags(algo="mvar").check_world(1)  # the defaults are consistent: 16 prompts, bundles of 4
+    from_flags(algo="mvar").check_world(2)
+    with pytest.raises(ValueError, match="not whole bundles of --bundle_size 5; e.g. --rollout_batch_size 15"):
+        from_flags(algo="mvar", bundle_size=5).check_world(1)
+    with pytest.raises(ValueError, match=r"each of 2 process\(es\) gets 8 prompts"):
+        from_flags(algo="mvar", bundle_size=16).check_world(2)

@@ -90,6 +90,10 @@ def test_resume_reproduces_uninterrupted_run(demo_base_model, tmp_path):
     shutil.copytree(a / "checkpoints" / "step_00002", b / "checkpoints" / "step_00002")
     rows_a = schema.read_metrics(a)
     schema.append_jsonl(str(b / "metrics.jsonl"), [r for r in rows_a if r["step"] <= 3])
+    shutil.copy(a / "config.json", b / "config.json")
+    os.makedirs(b / "rollouts")
+    for step in (1, 2, 3):  # step 3's rollouts were written after the checkpoint: the resume redoes them
+        shutil.copy(schema.rollout_path(str(a), step), schema.rollout_path(str(b), step))
     out = _train(_flags(demo_base_model, b, resume="auto", **flags))
     assert "[resume]" in out and "at step 2" in out
     rows_b = schema.read_metrics(b)
@@ -102,6 +106,7 @@ def test_resume_reproduces_uninterrupted_run(demo_base_model, tmp_path):
                 assert rb[k] == pytest.approx(v, rel=1e-5, abs=1e-7), (ra["step"], k)
             else:
                 assert rb[k] == v, (ra["step"], k)
+    assert schema.read_rollouts(str(b)) == schema.read_rollouts(str(a))  # step 3 once, not twice
     wa = load_file(str(a / "checkpoints" / "step_00004" / "model" / "model.safetensors"))
     wb = load_file(str(b / "checkpoints" / "step_00004" / "model" / "model.safetensors"))
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-6
@@ -127,3 +132,22 @@ def test_sleep_flag_runs_on_cpu(demo_base_model, tmp_path):
     out = _train(_flags(demo_base_model, tmp_path / "run", actor="hf", vllm_sleep=True, eval_steps=1))
     assert "summary: eval accuracy" in out
     _check_run(tmp_path / "run", demo_base_model, 2)
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_stale_deepspeed_op_lock_does_not_hang(demo_base_model, tmp_path, nproc):
+    """A build of DeepSpeed's CPU shared-memory op killed midway leaves its lock behind, and every
+    later launch used to wait on it for ever. We never build that op: the run finishes (here
+    under a timeout), names the stale lock in one line, and compiles nothing."""
+    ext = tmp_path / "torch_extensions"
+    lock = ext / "py311_cpu" / "deepspeed_shm_comm" / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(ext)
+    try:
+        out = _train(_flags(demo_base_model, tmp_path / "run", max_steps=1, eval_data=""), nproc=nproc,
+                     timeout=300)
+    finally:
+        del os.environ["TORCH_EXTENSIONS_DIR"]
+    assert f"[deepspeed] stale op-build lock(s), left by a killed build: {lock};" in out
+    assert sorted(p.name for p in lock.parent.iterdir()) == ["lock"]  # nothing was built

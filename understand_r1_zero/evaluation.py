@@ -36,7 +36,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_TASKS = ("aime", "amc", "math", "minerva", "olympiad_bench")
 BASE_TEMPLATES = ("qwen_math", "r1", "no")
 # A resumed run must match the stored config on these, or its rows would silently mix two setups.
-RUN_CONFIG_KEYS = ("model", "template", "n_samples", "temperature", "top_p", "max_tokens", "seed")
+RUN_CONFIG_KEYS = ("model", "template", "n_samples", "temperature", "top_p", "max_tokens", "seed",
+                   "backend", "max_model_len")
+# Recorded in run_config.json and summary.json, but a resume may change them: "limit" (a larger
+# slice extends the rows a smaller one wrote).
+RUN_INFO_KEYS = ("backend", "max_model_len", "limit")
 BUILD_HINT = ("build it on a networked machine with `python scripts/build_eval_data.py --out data` "
               "(writes data/evaluation_suite) or pass --eval_data DIR")
 
@@ -171,6 +175,9 @@ def format_table(summary: dict) -> str:
     lines.append("-" * len(head))
     lines.append(f"{'average':<16}{'':>10}{pct(summary['average']['accuracy']):>7}"
                  f"   (mean of {len(summary['tasks'])} task accuracies)")
+    limit = summary.get("config", {}).get("limit")
+    if limit:
+        lines.append(f"(slice: first {limit} problems per task; not comparable with full-benchmark numbers)")
     return "\n".join(lines)
 
 
@@ -247,7 +254,8 @@ def check_run_config(output_dir: str, config: dict) -> None:
         with open(cfg_path) as f:
             old = json.load(f)
         keys = [k for k in RUN_CONFIG_KEYS if k != "seed" or config.get("temperature", 0) > 0]
-        diff = [k for k in keys if old.get(k) != config.get(k)]
+        # a key an older run_config.json lacks (or a caller that does not know it) is not a mismatch
+        diff = [k for k in keys if k in old and k in config and old[k] != config[k]]
         if diff:
             d = ", ".join(f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
             raise ValueError(f"--output {output_dir} holds a run with a different config ({d}); "
@@ -314,7 +322,8 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
              n_samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_tokens: int = 3000, seed: int = 0, grade_workers: int | None = None,
              model_name: str = "", output_dir: str | None = None,
-             chunk_size: int = 0, rank: int = 0, world_size: int = 1) -> tuple[list[dict], dict]:
+             chunk_size: int = 0, rank: int = 0, world_size: int = 1, run_info: dict | None = None,
+             progress: bool = False) -> tuple[list[dict], dict]:
     """Generate, grade and summarise ``tasks`` ({task: [{"problem", "answer"}]}, as from
     ``load_eval_tasks``). Returns (samples.jsonl rows in task/problem order, summary).
 
@@ -334,6 +343,9 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
     alone. Greedy results equal one process's (tests/test_train_e2e.py); a sampled evaluation
     draws per-prompt seeds by position within each rank's call, so it is an equally valid draw
     but not the one-process draw. A sharded call writes no ``output_dir``.
+
+    ``run_info``: how it was run (``RUN_INFO_KEYS``: backend, max_model_len, limit), recorded in
+    the config of run_config.json and the summary. ``progress``: a bar over the chunks.
     """
     if world_size > 1 and output_dir:
         raise ValueError("a sharded evaluate() (world_size > 1) writes no output_dir; evaluate "
@@ -344,7 +356,8 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
         raise ValueError(f"nothing to evaluate: no tasks, or empty tasks {empty}")
     config = {"model": model_name, "template": tpl.name, "n_samples": int(n_samples),
               "temperature": float(temperature), "top_p": float(top_p),
-              "max_tokens": int(max_tokens), "seed": int(seed)}
+              "max_tokens": int(max_tokens), "seed": int(seed),
+              **{k: v for k, v in (run_info or {}).items() if k in RUN_INFO_KEYS}}
     reason = instruct_reason(model_name, getattr(actor, "tokenizer", None))
     if reason and tpl.name in BASE_TEMPLATES:
         _warn_once(f"{model_name or 'the model'} looks instruction-tuned ({reason}) but is evaluated "
@@ -374,6 +387,10 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
     if finished:
         logger.info(f"resuming: {len(todo) - n_left}/{len(todo)} problems already in {samples_path}")
 
+    from tqdm import tqdm
+
+    bar = tqdm(total=n_left * n_samples, desc="eval", unit="resp", disable=not progress or rank != 0,
+               dynamic_ncols=True)
     for c in range(n_chunks):
         chunk = [x for x in todo[c * chunk_size:(c + 1) * chunk_size] if (x[0], x[1]) not in finished]
         if not chunk:
@@ -412,6 +429,8 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
         finished.update({(r["task"], r["index"]): r for r in rows})
         logger.info(f"eval chunk {c + 1}/{n_chunks}: {len(chunk)} problems x {n_samples}, "
                     f"generate {t1 - t0:.1f}s, grade {time.time() - t1:.1f}s")
+        bar.update(len(rows) * n_samples)
+    bar.close()
 
     rows = [finished[(t, i)] for t, i, _ in todo]
     summary = summarize(rows, list(tasks), config)

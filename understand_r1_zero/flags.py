@@ -79,3 +79,89 @@ def help_text(cls) -> str:
 def wants_help(flags: dict) -> bool:
     """fire hands ``--help`` to a ``**flags`` function as an ordinary flag."""
     return bool(flags.keys() & {"help", "h"})
+
+
+def check_model_path(spec: str, flag: str, also: str = "") -> None:
+    """Raise ValueError (one line, naming the fix) unless ``spec`` is a model that can load: a local
+    HF model directory, or a hub name that is cached or reachable. Cheap (no weights are read), so
+    both CLIs call it before anything heavy, and before writing any output.
+
+    Caught here: a missing path; a training run's ``--save_path`` or one of its checkpoints (their
+    ``config.json`` looks like a model's; the model is in ``checkpoints/step_XXXXX/model``); a
+    directory that is not a model; a hub name with no network and no cached copy."""
+    import json
+    import os
+
+    path = os.path.expanduser(spec)
+    if os.path.isdir(path):
+        ckpts = os.path.join(path, "checkpoints")
+        if os.path.isdir(ckpts) or os.path.exists(os.path.join(path, "metrics.jsonl")):
+            done = sorted(d for d in os.listdir(ckpts) if d.startswith("step_") and not d.endswith(".tmp")
+                          and os.path.isdir(os.path.join(ckpts, d, "model"))) if os.path.isdir(ckpts) else []
+            where = (f"its models are in {spec.rstrip('/')}/checkpoints/step_XXXXX/model (latest: "
+                     f"{os.path.join(spec.rstrip('/'), 'checkpoints', done[-1], 'model')})") if done \
+                else "it has no saved model yet"
+            raise ValueError(f"{flag} {spec!r} is a training run, not a model; {where}")
+        if os.path.exists(os.path.join(path, "trainer_state.json")) and os.path.isdir(os.path.join(path, "model")):
+            raise ValueError(f"{flag} {spec!r} is a training checkpoint; its model is "
+                             f"{os.path.join(spec.rstrip('/'), 'model')}")
+        cfg = os.path.join(path, "config.json")
+        if not os.path.exists(cfg):
+            raise ValueError(f"{flag} {spec!r} has no config.json; point it to a HF model directory")
+        try:
+            model_type = json.load(open(cfg)).get("model_type")
+        except (ValueError, AttributeError):
+            model_type = None
+        if not model_type:
+            raise ValueError(f"{flag} {spec!r} is not a HF model directory (its config.json has no "
+                             f"model_type); point it to one saved with save_pretrained")
+        return
+    if spec.startswith(("/", ".", "~")) or spec.count("/") != 1:
+        raise ValueError(f"{flag} {spec!r} does not exist; pass a local HF model directory"
+                         f"{',' if also else ' or'} a hub name like Qwen/Qwen2.5-Math-1.5B{also}")
+    _check_hub_model(spec, flag)
+
+
+def _check_hub_model(repo: str, flag: str) -> None:
+    """A hub name must be in the local cache or reachable: otherwise transformers fails deep in model
+    loading, after retries, with a long traceback."""
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from huggingface_hub import constants
+
+    cached = huggingface_hub.try_to_load_from_cache(repo, "config.json")
+    if isinstance(cached, str):
+        return
+    if constants.HF_HUB_OFFLINE or not reachable(constants.ENDPOINT):  # no retries for minutes
+        raise ValueError(f"{flag} {repo!r}: could not reach the model hub ({constants.ENDPOINT}"
+                         f"{', HF_HUB_OFFLINE is set' if constants.HF_HUB_OFFLINE else ''}), and it is not "
+                         f"in the local cache; pass a local model directory")
+    try:
+        huggingface_hub.hf_hub_download(repo, "config.json", etag_timeout=10)
+    except GatedRepoError:
+        raise ValueError(f"{flag} {repo!r} is gated on the model hub: accept its licence there and "
+                         f"`huggingface-cli login`, or pass a local directory") from None
+    except RepositoryNotFoundError:
+        raise ValueError(f"{flag} {repo!r} is not a model on the hub (names are case-sensitive) and not "
+                         f"a local directory") from None
+    except LocalEntryNotFoundError:
+        raise ValueError(f"{flag} {repo!r}: could not reach the model hub, and it is not in the local "
+                         f"cache; pass a local model directory") from None
+    except Exception as e:  # noqa: BLE001 - network errors come in many types
+        raise ValueError(f"{flag} {repo!r}: could not reach the model hub ({type(e).__name__}), and it "
+                         f"is not in the local cache; pass a local model directory") from None
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)),
+                                      timeout=timeout):
+            return True
+    except (OSError, TypeError):
+        return False

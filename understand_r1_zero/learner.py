@@ -64,9 +64,31 @@ def init_distributed(cpu: bool) -> tuple[int, int, int]:
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     if "MASTER_PORT" not in os.environ:  # (setdefault would bind a socket even when it is set)
         os.environ["MASTER_PORT"] = str(free_port())
+    if cpu:
+        _skip_cpu_shm_op()
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="gloo" if cpu else "nccl", verbose=False)
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _skip_cpu_shm_op() -> None:
+    """DeepSpeed's CPU comm backend JIT-compiles a shared-memory all-reduce op whenever it starts
+    (~35 s per environment, under a file lock in ~/.cache/torch_extensions). A build that was
+    killed leaves the lock behind and every later launch waits on it for ever, silently. Only
+    DeepSpeed's ``inference_all_reduce`` uses that op; training never calls it. So the op is not
+    built, for any number of processes, and a stale lock is named in one line instead."""
+    import glob
+
+    import deepspeed.comm.torch as ds_torch
+
+    ds_torch.build_shm_op = lambda: None
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                   "torch_extensions")
+    locks = glob.glob(os.path.join(root, "*", "*", "lock"))
+    if locks and os.environ.get("RANK", "0") == "0":
+        print(f"[deepspeed] stale op-build lock(s), left by a killed build: {', '.join(locks)}; this run "
+              f"needs no op build, but other DeepSpeed tools would wait on them for ever: delete them",
+              flush=True)
 
 
 def _lr_lambda(kind: str, warmup: int, total: int):

@@ -27,7 +27,10 @@ METRICS_REQUIRED = (
     "time/generate_s", "time/grade_s", "time/train_s", "time/sync_s", "time/step_s",
 )
 METRICS_OPTIONAL = ("train/kl", "actor/accuracy", "actor/response_len_truncated", "train/tokens",
-                    "train/seq_tokens", "mem/peak_gib", "eval/average/accuracy")
+                    "train/seq_tokens", "mem/peak_gib", "eval/average/accuracy",
+                    # --algo mvar: the tracker's quantiles (used by this step, of this batch, after the update)
+                    "mvar/q_alpha_used", "mvar/q_alpha_batch", "mvar/q_alpha_tracked",
+                    "mvar/q_beta_used", "mvar/q_beta_batch", "mvar/q_beta_tracked", "mvar/score_mean")
 EVAL_KEY = re.compile(r"^eval/(?P<bench>[^/]+)/(?P<metric>accuracy|response_len|formatted_frac)$")
 
 # --------------------------------------------------------------- rollouts/*.jsonl
@@ -115,8 +118,16 @@ def rollout_path(run_dir: str, step: int) -> str:
     return os.path.join(run_dir, "rollouts", ROLLOUT_FILE.format(step=step))
 
 
+def rollout_files(run_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(run_dir, "rollouts", "step_*.jsonl")))
+
+
+def rollout_step(path: str) -> int:
+    return int(re.search(r"step_(\d+)\.jsonl$", path).group(1))
+
+
 def read_rollouts(run_dir: str) -> list[dict]:
-    files = sorted(glob.glob(os.path.join(run_dir, "rollouts", "step_*.jsonl")))
+    files = rollout_files(run_dir)
     if not files:
         raise FileNotFoundError(f"no rollouts in {run_dir}/rollouts; was the run saved there?")
     rows = []

@@ -327,7 +327,15 @@ def pretrain(cfg: BaseModelConfig, out_dir: str, *, log_every: int = 100) -> str
     return out_dir
 
 
-def build_base_model(cache_dir: str | None = None, seed: int = 0, *, threads: int = 2,
+# The demo's base-model seed. Pretraining is seeded, but its weights also depend on the CPU's
+# float rounding, and how fast RL then learns carries depends on the build: on a 2-core Intel Xeon
+# box, seed 0 plateaued near 0.5 held-out accuracy (0.28 -> 0.51 at step 20, 0.50 at step 60, for
+# run seeds 42, 0 and 1 alike) while seed 1 reached 0.91 at step 10; on the AMD EPYC box of earlier
+# sessions seed 0 reached 0.99 by step 20. Seed 1 is the default since; the README has the figures.
+DEMO_BASE_SEED = 1
+
+
+def build_base_model(cache_dir: str | None = None, seed: int = DEMO_BASE_SEED, *, threads: int = 2,
                      **overrides) -> str:
     """The demo's base model directory: loaded from the cache, or built (~3.6 min on 2 cores) and cached.
 
