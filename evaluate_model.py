@@ -87,7 +87,11 @@ class EvalArgs:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
         if not self.output:
-            name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model.rstrip("/").split("/")[-1])
+            parts = self.model.rstrip("/").split("/")
+            # a training checkpoint, RUN/checkpoints/step_XXXXX/model, is named RUN_step_XXXXX
+            base = f"{parts[-4]}_{parts[-2]}" if len(parts) >= 4 and parts[-1] == "model" and \
+                parts[-3] == "checkpoints" else parts[-1]
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", base)
             seed = f"_seed{self.seed}" if self.temperature > 0 else ""
             self.output = os.path.join("outputs", "eval", f"{name}_{self.template}_t{self.temperature:g}"
                                        f"_p{self.top_p:g}_n{self.n_samples}_len{self.max_tokens}{seed}")

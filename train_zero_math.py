@@ -124,9 +124,19 @@ def _check_save_path(cfg, resume) -> bool:
       leftovers are cleared if its config.json matches, else refused as above."""
     root = cfg.save_path
     present = [f for f in RUN_FILES if os.path.exists(os.path.join(root, f))]
+    ck_root = os.path.join(root, "checkpoints")
+    saved = sorted(d for d in os.listdir(ck_root) if d.startswith("step_") and not d.endswith(".tmp")) \
+        if os.path.isdir(ck_root) else []  # full checkpoints and model-only (final) ones
     if resume:
         if cfg.overwrite:
             raise UserError("--overwrite True deletes the run that --resume continues; pass one of them")
+        name = os.path.basename(os.path.normpath(resume))
+        later = [d for d in saved if d > name] if os.path.dirname(os.path.normpath(resume)) == \
+            os.path.normpath(ck_root) else []
+        if later:
+            raise UserError(f"--resume: {ck_root} has checkpoints after {name} ({', '.join(later)}; a model-only "
+                            f"one is a finished run's final save), which the resumed run would mix with; "
+                            f"resume the latest, or move them away")
         state = json.load(open(os.path.join(resume, "trainer_state.json")))
         diff = cfg.run_diff(state.get("config") or {})
         world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -143,6 +153,9 @@ def _check_save_path(cfg, resume) -> bool:
         return True
     stored = os.path.join(root, "config.json")
     if cfg.resume == "auto" and os.path.exists(stored):
+        if saved:  # checkpoints but none resumable: a finished --save_final_only_model run
+            raise UserError(f"--save_path {root} holds a finished run ({saved[-1]} holds only the model, no "
+                            f"optimizer state to resume from); pick a new --save_path or pass --overwrite True")
         try:
             diff = cfg.run_diff(json.load(open(stored)))
         except ValueError:
@@ -163,11 +176,11 @@ def setup(flags: dict):
         _check_wandb(cfg, rank0=os.environ.get("RANK", "0") == "0")
         _check_pretrain(cfg.pretrain)
         resume = _find_resume(cfg)
-        cfg.clear_save_path = _check_save_path(cfg, resume)
         prompts = load_prompts(cfg.prompt_data, cfg.train_split, cfg.input_key, cfg.output_key,
                                limit=cfg.max_train_samples)
         evals = load_eval(cfg.eval_data, cfg.eval_tasks, cfg.input_key, cfg.output_key,
                           limit=cfg.eval_limit)
+        cfg.clear_save_path = _check_save_path(cfg, resume)  # after the inputs: their errors come first
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise UserError(str(e)) from None
     return cfg, resume, prompts, evals
@@ -211,16 +224,7 @@ def main(**flags):
     algo = losses.get_algorithm(cfg.algo)
     P_rank = cfg.rollout_batch_size // world  # prompts per rank per step
     G = cfg.num_samples
-    if rank == 0:
-        if cfg.clear_save_path:  # --overwrite, or this run's own leftovers (see _check_save_path)
-            log(f"[setup] clearing {', '.join(f for f in RUN_FILES if os.path.exists(os.path.join(cfg.save_path, f)))} "
-                f"in {cfg.save_path}")
-            for f in RUN_FILES:
-                p = os.path.join(cfg.save_path, f)
-                shutil.rmtree(p) if os.path.isdir(p) else (os.path.exists(p) and os.remove(p))
-        os.makedirs(cfg.save_path, exist_ok=True)
-        cfg.save(os.path.join(cfg.save_path, "config.json"))
-    dist.barrier()
+    dist.barrier()  # every rank has passed setup()'s checks of save_path before rank 0 writes there
     log(json.dumps(cfg.to_dict(), indent=1))
     log(f"[setup] {world} process(es) on {device.type}; {len(questions)} train prompts; "
         f"{cfg.rollout_batch_size} prompts x {G} samples = {cfg.rollout_batch_size * G} responses/step; "
@@ -254,6 +258,17 @@ def main(**flags):
     except ValueError as e:
         raise UserError(str(e)) from None
     learner.pad_id = actor.pad_id  # an id the model's embedding has, whatever the tokenizer says
+    # Only now, with every input checked, does anything touch save_path.
+    if rank == 0:
+        if cfg.clear_save_path:  # --overwrite, or this run's own leftovers (see _check_save_path)
+            log(f"[setup] clearing {', '.join(f for f in RUN_FILES if os.path.exists(os.path.join(cfg.save_path, f)))} "
+                f"in {cfg.save_path}")
+            for f in RUN_FILES:
+                p = os.path.join(cfg.save_path, f)
+                shutil.rmtree(p) if os.path.isdir(p) else (os.path.exists(p) and os.remove(p))
+        os.makedirs(cfg.save_path, exist_ok=True)
+        cfg.save(os.path.join(cfg.save_path, "config.json"))
+    dist.barrier()
     order = PromptOrder(len(questions), cfg.seed)
     tracker = losses.QuantileTracker([cfg.mvar_alpha, cfg.mvar_beta], cfg.q_lr) if cfg.algo == "mvar" else None
     start_step = 0

@@ -306,6 +306,11 @@ def test_cli_tiny_model_hf(tmp_path, tiny_model_dir, shared_data):
     summary = json.load(open(out / "summary.json"))
     assert list(summary["tasks"]) == ["aime", "amc", "math", "minerva", "olympiad_bench"]
     assert summary["config"]["model"] == tiny_model_dir and summary["config"]["temperature"] == 0.0
+    # how it ran is recorded beside the numbers, and a slice says so
+    run_config = json.load(open(out / "run_config.json"))
+    for c in (summary["config"], run_config):
+        assert (c["backend"], c["limit"], c["max_model_len"]) == ("hf", 2, 2048)
+    assert "(slice: first 2 problems per task" in r.stdout
     assert len(schema.read_samples(str(out))) == 10
     assert json.load(open(out / "run_config.json"))["max_tokens"] == 8
 
@@ -373,3 +378,18 @@ def test_sharded_evaluation_equals_one_process(demo_base_model, tmp_path, backen
     assert out[2]["rows"] == out[1]["rows"]
     assert out[2]["summary"] == out[1]["summary"]
     assert 0 < out[1]["summary"]["tasks"]["synthetic"]["accuracy"] < 1  # a real signal, not all-0
+
+
+def test_run_config_records_how_a_resumed_run_runs_now(tmp_path):
+    """A slice extended to the full set keeps its rows, and run_config.json says it is no longer a
+    slice; a backend change is refused (hf and vLLM rows would mix)."""
+    from understand_r1_zero.evaluation import check_run_config
+
+    base = {"model": "m", "template": "qwen_math", "n_samples": 1, "temperature": 0.0, "top_p": 1.0,
+            "max_tokens": 8, "seed": 0, "backend": "hf", "max_model_len": 0}
+    check_run_config(str(tmp_path), {**base, "limit": 20})
+    (tmp_path / "samples.jsonl").write_text('{"task": "math"}\n')
+    check_run_config(str(tmp_path), {**base, "limit": 0})
+    assert json.load(open(tmp_path / "run_config.json"))["limit"] == 0
+    with pytest.raises(ValueError, match="backend 'hf' -> 'vllm'"):
+        check_run_config(str(tmp_path), {**base, "backend": "vllm", "limit": 0})

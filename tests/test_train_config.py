@@ -269,3 +269,18 @@ def test_mvar_needs_whole_bundles_per_process():
         from_flags(algo="mvar", bundle_size=5).check_world(1)
     with pytest.raises(ValueError, match=r"each of 2 process\(es\) gets 8 prompts"):
         from_flags(algo="mvar", bundle_size=16).check_world(2)
+
+
+def test_resume_never_mixes_with_later_or_final_checkpoints(tmp_path, data_file):
+    """A finished --save_final_only_model run is not "leftovers" to clear, and a resume from an
+    earlier checkpoint than the directory's latest is refused."""
+    run = tmp_path / "run"
+    cfg = _plant_run(run, data_file, checkpoint_step=40)
+    (run / "checkpoints" / "step_00080" / "model").mkdir(parents=True)  # the final, model-only save
+    msg = _err(prompt_data=data_file, input_key="question", save_path=str(run), resume="auto")
+    assert "has checkpoints after step_00040 (step_00080;" in msg
+    import shutil
+    shutil.rmtree(run / "checkpoints" / "step_00040")
+    msg = _err(prompt_data=data_file, input_key="question", save_path=str(run), resume="auto")
+    assert msg.startswith(f"--save_path {run} holds a finished run (step_00080 holds only the model")
+    del cfg

@@ -144,7 +144,7 @@ class TrainConfig:
     """Show a progress bar with reward and accuracy."""
     # ------------------------------------------------------------ MVaR (RiskPO)
     bundle_size: int = 4
-    """MVaR: consecutive prompts per bundle; each rank's prompts (rollout_batch_size / processes) must be whole bundles. The paper (and examples/): 5, with 120 prompts."""
+    """MVaR: consecutive prompts per bundle; each rank's prompts (rollout_batch_size / processes) must be whole bundles. The paper (examples/, and losses.ALGORITHMS' default): 5, with 120 prompts."""
     mvar_alpha: float = 0.2
     """MVaR: lower quantile level alpha."""
     mvar_beta: float = 0.9

@@ -260,6 +260,9 @@ def check_run_config(output_dir: str, config: dict) -> None:
             d = ", ".join(f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
             raise ValueError(f"--output {output_dir} holds a run with a different config ({d}); "
                              f"resuming would mix the two: use a new --output or delete it")
+        info = {k: config[k] for k in RUN_INFO_KEYS if k in config}
+        if any(old.get(k) != v for k, v in info.items()):  # e.g. a slice extended: record how it runs now
+            _write_json(cfg_path, {**old, **info})
         return
     os.makedirs(output_dir, exist_ok=True)
     _write_json(cfg_path, config)  # nothing generated yet: (re)start with this config

@@ -235,7 +235,8 @@ class Learner:
                     sums["entropy"] += float((ent * mask).sum())
                     sums["clip"] += float(st["clip_frac"]) * ntok
                     sums["tokens"] += ntok
-                    sums["seq_tokens"] += sum(len(x.prompt_ids) + len(x.response_ids) for x in mb)
+                    prompts = {tuple(x.prompt_ids) for x in mb} if self.share_prompts else [x.prompt_ids for x in mb]
+                    sums["seq_tokens"] += sum(map(len, prompts)) + sum(len(x.response_ids) for x in mb)
                 gn = self.engine.get_global_grad_norm() if self.zero_stage > 0 else own_norm
                 grad_norms.append(float(gn) if gn is not None else float("nan"))
         t = all_reduce_sums(sums, self.device)
@@ -248,7 +249,7 @@ class Learner:
             "train/grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
             "train/lr": self.scheduler.get_last_lr()[0],
             "train/tokens": tok,
-            # prompt + response tokens of the trained rows (what a per-row pass forwards; MFU's count)
+            # tokens the training pass forwarded (each distinct prompt once under sharing): MFU's count
             "train/seq_tokens": t["seq_tokens"],
         }
         if self.ref is not None:
