@@ -68,19 +68,19 @@ def _find_resume(cfg):
                             f"runs with --save_final_only_model keep only the model); pass a "
                             f"save_path/checkpoints/step_XXXXX dir or 'auto'")
         return cfg.resume
-    root = os.path.join(cfg.save_path, "checkpoints")
-    done = sorted(d for d in os.listdir(root) if d.startswith("step_") and not d.endswith(".tmp")
-                  and os.path.isdir(os.path.join(root, d, "deepspeed"))) if os.path.isdir(root) else []
-    return os.path.join(root, done[-1]) if done else None  # auto with nothing saved: fresh start
+    from understand_r1_zero.schema import checkpoint_dirs
+
+    done = checkpoint_dirs(cfg.save_path, containing="deepspeed")
+    return done[-1] if done else None  # auto with nothing saved: fresh start
 
 
 def _check_wandb(cfg, rank0: bool) -> None:
     """--use_wb: wandb must import (fail here, before any model loads), and without an API key
     or a reachable server it logs offline into save_path/wandb (sync later with `wandb sync`)."""
-    from understand_r1_zero.flags import reachable
-
     if not cfg.use_wb:
         return
+    from understand_r1_zero.flags import reachable
+
     try:
         import wandb  # noqa: F401
     except ImportError:
@@ -122,11 +122,12 @@ def _check_save_path(cfg, resume) -> bool:
       a new path and --overwrite; ``--overwrite True`` clears them.
     * ``--resume auto`` with no checkpoint yet (a run that died before its first save): its
       leftovers are cleared if its config.json matches, else refused as above."""
+    from understand_r1_zero.schema import checkpoint_dirs
+
     root = cfg.save_path
     present = [f for f in RUN_FILES if os.path.exists(os.path.join(root, f))]
     ck_root = os.path.join(root, "checkpoints")
-    saved = sorted(d for d in os.listdir(ck_root) if d.startswith("step_") and not d.endswith(".tmp")) \
-        if os.path.isdir(ck_root) else []  # full checkpoints and model-only (final) ones
+    saved = [os.path.basename(d) for d in checkpoint_dirs(root)]  # full ones and model-only (final) ones
     if resume:
         if cfg.overwrite:
             raise UserError("--overwrite True deletes the run that --resume continues; pass one of them")
@@ -265,7 +266,10 @@ def main(**flags):
                 f"in {cfg.save_path}")
             for f in RUN_FILES:
                 p = os.path.join(cfg.save_path, f)
-                shutil.rmtree(p) if os.path.isdir(p) else (os.path.exists(p) and os.remove(p))
+                if os.path.isdir(p):
+                    shutil.rmtree(p)
+                elif os.path.exists(p):
+                    os.remove(p)
         os.makedirs(cfg.save_path, exist_ok=True)
         cfg.save(os.path.join(cfg.save_path, "config.json"))
     dist.barrier()
@@ -405,8 +409,8 @@ def main(**flags):
             pooled = torch.tensor([x for s in every for x in s])
             tracker.update(pooled)
             # what the tracker did: the quantiles this step's advantages used, the batch's own, and the update
-            for name, lv in (("alpha", cfg.mvar_alpha), ("beta", cfg.mvar_beta)):
-                mvar_row[f"mvar/q_{name}_used"] = tracked[0 if name == "alpha" else 1] if tracked else float("nan")
+            for i, (name, lv) in enumerate((("alpha", cfg.mvar_alpha), ("beta", cfg.mvar_beta))):
+                mvar_row[f"mvar/q_{name}_used"] = tracked[i] if tracked else float("nan")
                 mvar_row[f"mvar/q_{name}_batch"] = torch.quantile(pooled.double(), lv).item()
                 mvar_row[f"mvar/q_{name}_tracked"] = tracker.value(lv)
             mvar_row["mvar/score_mean"] = pooled.double().mean().item()

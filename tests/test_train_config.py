@@ -275,7 +275,7 @@ def test_resume_never_mixes_with_later_or_final_checkpoints(tmp_path, data_file)
     """A finished --save_final_only_model run is not "leftovers" to clear, and a resume from an
     earlier checkpoint than the directory's latest is refused."""
     run = tmp_path / "run"
-    cfg = _plant_run(run, data_file, checkpoint_step=40)
+    _plant_run(run, data_file, checkpoint_step=40)
     (run / "checkpoints" / "step_00080" / "model").mkdir(parents=True)  # the final, model-only save
     msg = _err(prompt_data=data_file, input_key="question", save_path=str(run), resume="auto")
     assert "has checkpoints after step_00040 (step_00080;" in msg
@@ -283,4 +283,3 @@ def test_resume_never_mixes_with_later_or_final_checkpoints(tmp_path, data_file)
     shutil.rmtree(run / "checkpoints" / "step_00040")
     msg = _err(prompt_data=data_file, input_key="question", save_path=str(run), resume="auto")
     assert msg.startswith(f"--save_path {run} holds a finished run (step_00080 holds only the model")
-    del cfg

@@ -59,7 +59,7 @@ Colocation and memory (P = parameter count):
   Waking is staged, as TRL's colocate mode does: ``wake(tags=("weights",))`` brings the weights
   back so ``load_weights`` can write them while the KV cache is still freed (the learner's
   gathered ZeRO-3 tensors and the engine's weights meet at the sync, not the KV cache too),
-  then ``wake()`` restores the rest. The state (``ACTOR_STATES``) is tracked here on every
+  then ``wake()`` restores the rest. The state (``Actor.asleep_parts``) is tracked here on every
   backend and device, so a generate-while-asleep or sync-while-asleep bug fails on CPU too.
 * Weight sync (``load_weights``) streams (name, tensor) pairs; with ZeRO-3 the learner gathers
   one parameter at a time, so the peak extra memory is one full parameter, not a model copy.
@@ -335,8 +335,8 @@ def keep_freed_memory() -> bool:
     cache), so each step faults its pages in again. Measured here, 64 MATH500 prompts x 512
     greedy tokens on the demo model: 3.08M minor faults, 4.4 s system time, 8.9 s wall; with the
     mmap threshold at glibc's maximum (32 MiB) and trimming deferred, 0.16M faults, 0.4 s system,
-    6.2 s wall (the same run, three repeats within 0.3 s). The cost: freed memory stays mapped to this process (RSS does not shrink back).
-    A no-op (False) where libc has no ``mallopt``."""
+    6.2 s wall (the same run, three repeats within 0.3 s). The cost: freed memory stays mapped to
+    this process (RSS does not shrink back). A no-op (False) where libc has no ``mallopt``."""
     import ctypes
     import ctypes.util
 

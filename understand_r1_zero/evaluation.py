@@ -343,7 +343,7 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
     each chunk is split round-robin over the ranks, each rank generates and grades its share,
     and the rows are gathered (``all_gather_object``), so every rank returns the full rows and
     summary and no rank sits at a barrier past the collective timeout while another evaluates
-    alone. Greedy results equal one process's (tests/test_train_e2e.py); a sampled evaluation
+    alone. Greedy results equal one process's (tests/test_evaluation.py); a sampled evaluation
     draws per-prompt seeds by position within each rank's call, so it is an equally valid draw
     but not the one-process draw. A sharded call writes no ``output_dir``.
 

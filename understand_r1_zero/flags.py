@@ -94,13 +94,13 @@ def check_model_path(spec: str, flag: str, also: str = "") -> None:
 
     path = os.path.expanduser(spec)
     if os.path.isdir(path):
-        ckpts = os.path.join(path, "checkpoints")
-        if os.path.isdir(ckpts) or os.path.exists(os.path.join(path, "metrics.jsonl")):
-            done = sorted(d for d in os.listdir(ckpts) if d.startswith("step_") and not d.endswith(".tmp")
-                          and os.path.isdir(os.path.join(ckpts, d, "model"))) if os.path.isdir(ckpts) else []
+        if os.path.isdir(os.path.join(path, "checkpoints")) or os.path.exists(os.path.join(path, "metrics.jsonl")):
+            from .schema import checkpoint_dirs
+
+            done = checkpoint_dirs(path, containing="model")
             where = (f"its models are in {spec.rstrip('/')}/checkpoints/step_XXXXX/model (latest: "
-                     f"{os.path.join(spec.rstrip('/'), 'checkpoints', done[-1], 'model')})") if done \
-                else "it has no saved model yet"
+                     f"{os.path.join(spec.rstrip('/'), 'checkpoints', os.path.basename(done[-1]), 'model')})") \
+                if done else "it has no saved model yet"
             raise ValueError(f"{flag} {spec!r} is a training run, not a model; {where}")
         if os.path.exists(os.path.join(path, "trainer_state.json")) and os.path.isdir(os.path.join(path, "model")):
             raise ValueError(f"{flag} {spec!r} is a training checkpoint; its model is "
@@ -126,9 +126,8 @@ def _check_hub_model(repo: str, flag: str) -> None:
     """A hub name must be in the local cache or reachable: otherwise transformers fails deep in model
     loading, after retries, with a long traceback."""
     import huggingface_hub
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
-
     from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     cached = huggingface_hub.try_to_load_from_cache(repo, "config.json")
     if isinstance(cached, str):

@@ -118,6 +118,16 @@ def rollout_path(run_dir: str, step: int) -> str:
     return os.path.join(run_dir, "rollouts", ROLLOUT_FILE.format(step=step))
 
 
+def checkpoint_dirs(run_dir: str, containing: str | None = None) -> list[str]:
+    """``{run_dir}/checkpoints/step_XXXXX`` dirs, oldest first; never the ``.tmp`` of one being
+    written. ``containing``: only those holding that entry (``"deepspeed"``: resumable; ``"model"``)."""
+    root = os.path.join(run_dir, "checkpoints")
+    names = sorted(d for d in os.listdir(root) if d.startswith("step_") and not d.endswith(".tmp")) \
+        if os.path.isdir(root) else []
+    dirs = [os.path.join(root, d) for d in names]
+    return [d for d in dirs if os.path.isdir(os.path.join(d, containing))] if containing else dirs
+
+
 def rollout_files(run_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(run_dir, "rollouts", "step_*.jsonl")))
 
