@@ -44,7 +44,9 @@ class EvalArgs:
     max_tokens: int = 3000
     """Max generated tokens per response (the paper: 3000)."""
     eval_data: str = os.path.join(REPO, "data", "evaluation_suite")
-    """Benchmarks: a load_from_disk DatasetDict dir (one split per task), a Dataset dir or a .jsonl/.json/.parquet file. Default: data/evaluation_suite in the repo, built by scripts/build_eval_data.py."""
+    """Benchmarks: a load_from_disk DatasetDict dir (one split per task), a Dataset dir, a .jsonl/.json/.parquet file, or a generated task (synthetic, countdown: its held-out split; --tasks is then ignored). Default: data/evaluation_suite in the repo, built by scripts/build_eval_data.py."""
+    reward: str = "math"
+    """Reward that scores the responses (rewards.REWARDS): math (the grader) or countdown; as in training."""
     input_key: str = "problem"
     """Column of --eval_data holding the question."""
     output_key: str = "answer"
@@ -73,7 +75,12 @@ class EvalArgs:
         if not self.model:
             raise ValueError("--model is required: a local model directory or a hub name such as "
                              "Qwen/Qwen2.5-Math-1.5B")
+        from understand_r1_zero.data import check_generated_reward
+        from understand_r1_zero.rewards import get_reward
+
         get_template(self.template)  # raises listing the valid names
+        get_reward(self.reward)
+        check_generated_reward(self.eval_data, self.reward, "--eval_data")
         if self.backend not in ("vllm", "hf"):
             raise ValueError(f"--backend {self.backend!r} is not valid; choose vllm or hf")
         if not [t for t in self.tasks.split(",") if t.strip()]:
@@ -93,7 +100,8 @@ class EvalArgs:
                 parts[-3] == "checkpoints" else parts[-1]
             name = re.sub(r"[^A-Za-z0-9._-]+", "_", base)
             seed = f"_seed{self.seed}" if self.temperature > 0 else ""
-            self.output = os.path.join("outputs", "eval", f"{name}_{self.template}_t{self.temperature:g}"
+            reward = "" if self.reward == "math" else f"_{self.reward}"
+            self.output = os.path.join("outputs", "eval", f"{name}_{self.template}{reward}_t{self.temperature:g}"
                                        f"_p{self.top_p:g}_n{self.n_samples}_len{self.max_tokens}{seed}")
 
 
@@ -103,7 +111,9 @@ def parse_flags(**flags) -> EvalArgs:
 
 def main(**flags):
     """Evaluate --model on the benchmarks; flags are listed below."""
-    from understand_r1_zero.evaluation import check_run_config, evaluate, format_table, load_eval_tasks
+    from understand_r1_zero.data import GENERATED, load_eval, load_eval_tasks
+    from understand_r1_zero.rewards import check_references
+    from understand_r1_zero.evaluation import check_run_config, evaluate, format_table
 
     if wants_help(flags):
         print(main.__doc__)
@@ -112,9 +122,14 @@ def main(**flags):
     try:
         args = parse_flags(**flags)
         check_model_path(args.model, "--model")  # first: nothing is written for a model that cannot load
-        tasks = load_eval_tasks(args.eval_data, args.tasks, limit=args.limit or None,
-                                input_key=args.input_key, output_key=args.output_key)
-        check_run_config(args.output, {"model": args.model, "template": args.template,
+        if args.eval_data in GENERATED:
+            tasks = load_eval(args.eval_data, "", args.input_key, args.output_key, limit=args.limit)
+        else:
+            tasks = load_eval_tasks(args.eval_data, args.tasks, limit=args.limit or None,
+                                    input_key=args.input_key, output_key=args.output_key)
+        for t, probs in tasks.items():
+            check_references(args.reward, [p["answer"] for p in probs], f"--eval_data {t}")
+        check_run_config(args.output, {"model": args.model, "template": args.template, "reward": args.reward,
                                        "n_samples": args.n_samples, "temperature": args.temperature,
                                        "top_p": args.top_p, "max_tokens": args.max_tokens,
                                        "seed": args.seed, **_run_info(args)})
@@ -134,7 +149,8 @@ def main(**flags):
         _, summary = evaluate(actor, tasks, template=args.template, n_samples=args.n_samples,
                               temperature=args.temperature, top_p=args.top_p,
                               max_tokens=args.max_tokens, seed=args.seed,
-                              grade_workers=args.grade_workers or None, model_name=args.model,
+                              grade_workers=args.grade_workers or None, reward=args.reward,
+                              model_name=args.model,
                               output_dir=args.output, chunk_size=args.chunk_size,
                               run_info=_run_info(args), progress=True)
     except ValueError as e:  # e.g. a prompt longer than the context, found before generating

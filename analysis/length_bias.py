@@ -295,9 +295,11 @@ def _flag_list(extra_flags) -> list[str]:
 def run_comparison(out_dir: str = "outputs/length_bias/compare", max_steps: int = 40, seed: int = 42,
                    extra_flags=None, runs_dir: str = "runs/length_bias", recheck_prob: float | None = None,
                    skip_existing: bool = False, smooth: int = 5, script: str = TRAIN_SCRIPT,
-                   python: str = sys.executable) -> dict:
-    """Train the miniature R1-Zero twice (``--algo grpo`` and ``--algo drgrpo``, same seed and
-    steps), then write ``{out_dir}/length_by_outcome.{csv,png}`` and ``verdict.json``.
+                   python: str = sys.executable, algos: str = "grpo,drgrpo") -> dict:
+    """Train the miniature R1-Zero once per algorithm of ``algos`` (default ``grpo`` and
+    ``drgrpo``; add e.g. ``gfpo``, the length-filtering counterpoint, or any registered one; same
+    seed and steps), then write ``{out_dir}/length_by_outcome.{csv,png}`` (every algorithm) and
+    ``verdict.json`` (the GRPO vs Dr. GRPO test, so both must be among them).
 
     ``extra_flags``: more train_zero_math.py flags (a dict, a list, or one string). The runs go
     to ``{runs_dir}/{algo}_seed{seed}`` (wiped first; ``skip_existing`` reuses a finished one),
@@ -311,8 +313,11 @@ def run_comparison(out_dir: str = "outputs/length_bias/compare", max_steps: int 
         from understand_r1_zero.synthetic import build_base_model
 
         extra += ["--pretrain", build_base_model(mix={"recheck_prob": float(recheck_prob)})]
+    names = [a for a in (algos.split(",") if isinstance(algos, str) else algos) if a]
+    if not {"grpo", "drgrpo"} <= set(names):
+        raise ValueError(f"--algos {','.join(names)}: the verdict compares grpo and drgrpo, so list both")
     runs, timing = {}, {}
-    for algo in ("grpo", "drgrpo"):
+    for algo in names:
         save = os.path.join(runs_dir, f"{algo}_seed{seed}")
         runs[algo] = save
         if skip_existing and _finished(save, max_steps):

@@ -134,8 +134,7 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int,
                       gradient_checkpointing=gradient_checkpointing, max_steps=warmup + repeats,
                       eval_data="")
     cfg.check_world(1)
-    learner = Learner(cfg, model_dir, world_size=1, device=device)
-    learner.pad_id = 0
+    learner = Learner(cfg, model_dir, world_size=1, device=device, pad_id=0)
     samples = fake_samples(batch, prompt_len, response_len, spec["vocab_size"], group=group)
     if learner.share_prompts:  # each micro-batch runs its distinct prompts once
         fwd_tok = sum(collate_grouped(samples[i:i + mb], 0)["prompt_ids"].numel() for i in range(0, batch, mb))

@@ -198,7 +198,8 @@ def crossover_worker(actor: str, model: str, max_tokens: list, repeats: int = 3)
 
 # ------------------------------------------------------------------ part 3: loss values
 def loss_worker(model: str) -> dict:
-    """Our policy_loss vs TRL's _compute_loss on one batch, for drgrpo and grpo."""
+    """Our losses vs TRL's _compute_loss on one batch, for drgrpo, grpo and gspo (TRL's
+    importance_sampling_level="sequence")."""
     import torch
 
     try:
@@ -233,13 +234,15 @@ def loss_worker(model: str) -> dict:
     noise = 0.1 * torch.randn(N, MAX_TOKENS, generator=g)  # old != new, so ratios clip sometimes
 
     out = {"n_sequences": N, "max_completion_length": MAX_TOKENS, "prompt_lengths": sorted(set(map(len, enc)))}
-    for ours_name, trl_type, scale in (("drgrpo", "dr_grpo", "none"), ("grpo", "grpo", "group")):
+    cases = (("drgrpo", "dr_grpo", "none", {}), ("grpo", "grpo", "group", {}),
+             ("gspo", "grpo", "group", dict(importance_sampling_level="sequence", epsilon=3e-4, epsilon_high=4e-4)))
+    for ours_name, trl_type, scale, extra in cases:
         torch.manual_seed(0)
         net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
         cfg = GRPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=True, per_device_train_batch_size=N,
                          num_generations=G, max_completion_length=MAX_TOKENS, beta=0.0,
                          loss_type=trl_type, scale_rewards=scale, report_to="none", temperature=1.0,
-                         bf16=False)  # TRL defaults to bf16 autocast, also on CPU
+                         bf16=False, **extra)  # TRL defaults to bf16 autocast, also on CPU
         tr = GRPOTrainer(model=net, reward_funcs=lambda completions, **_: [0.0] * len(completions),
                          args=cfg, train_dataset=Dataset.from_list([{"prompt": q} for q in qs]),
                          processing_class=tok)
@@ -262,8 +265,8 @@ def loss_worker(model: str) -> dict:
         res = {"advantage_max_abs_diff": float((adv_ours - adv_trl).abs().max())}
 
         def ours_loss(lp):
-            return losses.policy_loss(lp, old, adv_ours, mask, clip_low=0.2, clip_high=0.2, agg=algo.agg,
-                                      max_len=MAX_TOKENS)
+            return algo.loss_fn(lp, old, adv_ours, mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
+                                agg=algo.agg, max_len=MAX_TOKENS)
 
         def trl_loss(lp_fixed=None):
             inputs = {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
@@ -297,7 +300,7 @@ def loss_worker(model: str) -> dict:
             "logprob_max_abs_diff_unpadded_prompts": float((lp_trl - lp_ours)[m & full[:, None]].abs().max()),
             "logprob_max_abs_diff_left_padded_prompts": float((lp_trl - lp_ours)[m & ~full[:, None]].abs().max())
             if (~full).any() else None}
-        out[f"{ours_name} vs {trl_type} (scale_rewards={scale})"] = res
+        out[f"{ours_name} vs {trl_type} (scale_rewards={scale}{', sequence ratio' if extra else ''})"] = res
     return out
 
 

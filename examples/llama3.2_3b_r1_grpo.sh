@@ -9,6 +9,7 @@ source examples/_launch.sh
 launch \
   --pretrain meta-llama/Llama-3.2-3B \
   --algo grpo \
+  --reward math \
   --prompt_template r1 \
   --prompt_data data/train/math_lvl3to5_8k \
   --train_split train \
@@ -39,6 +40,11 @@ launch \
   --kl_kind k3 \
   --clip_low 0.2 \
   --clip_high 0.2 \
+  --clip_ratio_c 0 \
+  --tis_cap 0 \
+  --tis_level token \
+  --tis_mode truncate \
+  --scale_rewards group \
   --max_steps 400 \
   --num_prompt_epoch 20 \
   --seed 42 \

@@ -9,6 +9,7 @@ source examples/_launch.sh
 launch \
   --pretrain Qwen/Qwen2.5-1.5B-Instruct \
   --algo mvar \
+  --reward math \
   --prompt_template qwen_math \
   --prompt_data data/train/math_lvl3to5_8k \
   --train_split train \
@@ -39,6 +40,10 @@ launch \
   --kl_kind k3 \
   --clip_low 0.2 \
   --clip_high 0.2 \
+  --clip_ratio_c 0 \
+  --tis_cap 0 \
+  --tis_level token \
+  --tis_mode truncate \
   --max_steps 400 \
   --num_prompt_epoch 20 \
   --seed 42 \
@@ -49,6 +54,9 @@ launch \
   --credit std \
   --q_mode track \
   --q_lr 0.1 \
+  --mvar_std_of score \
+  --mvar_natural_baseline True \
+  --mvar_std_norm True \
   --actor vllm \
   --actor_threads 1 \
   --vllm_gpu_ratio 0.35 \

@@ -17,6 +17,7 @@ import torch  # noqa: E402
 def main():
     model_dir, out, algo, zero, micro = sys.argv[1:6]
     extra = {k: bool(int(v)) for k, v in (a.split("=") for a in sys.argv[6:])}
+    mask_last = extra.pop("mask_last", False)  # exclude the last response from the loss (--truncated mask)
     from understand_r1_zero.config import TrainConfig
     from understand_r1_zero.learner import Learner, init_distributed
     from understand_r1_zero.rollout import Sample
@@ -34,10 +35,11 @@ def main():
         samples.append(Sample(prompts[i // G], r, "", [0.0] * len(r), "stop"))
     adv = torch.tensor([1.0, -0.5, 0.25, -0.75, 0.5, 0.0, -1.0, 1.5])
     mask = torch.ones(N)
+    if mask_last:
+        mask[-1] = 0.0
     per = N // world
     mine = slice(rank * per, (rank + 1) * per)
-    learner = Learner(cfg, model_dir, world_size=world, device=torch.device("cpu"))
-    learner.pad_id = 0
+    learner = Learner(cfg, model_dir, world_size=world, device=torch.device("cpu"), pad_id=0)
     stats = learner.train(samples[mine], adv[mine], mask[mine], seed=0)
     sd = learner.full_state_dict(rank)
     if rank == 0:

@@ -151,23 +151,48 @@ def test_eos_stops_and_is_kept(actor):
     assert ended_eos > 0
 
 
-def test_logprobs_match_learner(actor, ref_model):
-    """The train/inference mismatch: the sampler's logprobs vs the learner's recomputation on
-    prompt+response. Sampled at T=0.7 with top-p: the returned values are raw (T=1, unfiltered)."""
-    groups = actor.generate(PROMPTS, n=4, temperature=0.7, top_p=0.9, max_tokens=24, seed=5)
+def _sampled_from(model, s, temperature, top_p):
+    """log p(response token) under temperature-scaled logits cut to the top-p nucleus (transformers'
+    rule) and renormalised, recomputed here from the model's own logits, one sample at a time."""
+    ids = torch.tensor([s.prompt_ids + s.response_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(s.prompt_ids) - 1 : -1].float() / temperature  # [Lr, V]
+    logp = torch.log_softmax(logits, -1)
+    sorted_p, order = torch.sort(logp.exp(), descending=False)
+    drop = sorted_p.cumsum(-1) <= 1 - top_p
+    drop[..., -1] = False
+    kept_mass = torch.where(drop, 0.0, sorted_p).sum(-1)  # [Lr]
+    tok = torch.tensor(s.response_ids)
+    return logp.gather(-1, tok[:, None]).squeeze(-1) - torch.log(kept_mass), kept_mass
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_logprobs_are_of_the_distribution_sampled_from(actor, ref_model, top_p):
+    """The train/inference mismatch: the sampler's logprobs are of what it sampled from
+    (temperature 0.7, then the top-p nucleus renormalised), the mismatch correction's
+    denominator. At top_p 1 that is the learner's own recomputation at the same temperature; at
+    0.9 it is that minus log(the nucleus mass), which this test recomputes from the logits."""
+    groups = actor.generate(PROMPTS, n=4, temperature=0.7, top_p=top_p, max_tokens=24, seed=5)
     flat = [s for g in groups for s in g]
     batch = collate_grouped(flat, pad_id=0)
     assert batch["prompt_ids"].shape[0] == len(PROMPTS)  # the learner's shared-prompt pass
     with torch.no_grad():
-        lp = response_logprobs(ref_model, batch, temperature=1.0)  # [B, Lr], as the learner
+        lp = response_logprobs(ref_model, batch, temperature=0.7)  # [B, Lr], as the learner
     sampled = torch.zeros_like(lp)
     for i, s in enumerate(flat):
         sampled[i, : len(s.response_ids)] = torch.tensor(s.logprobs)
     m = batch["response_mask"].bool()
     delta = (lp - sampled)[m].abs()
-    print(f"\n[{type(actor).__name__}] logprob mismatch over {int(m.sum())} tokens: "
-          f"mean |d| = {delta.mean():.2e}, max |d| = {delta.max():.2e}")
-    assert delta.mean() <= 1e-3 and delta.max() <= 1e-2
+    want = torch.cat([_sampled_from(ref_model, s, 0.7, top_p)[0] for s in flat])
+    got = torch.cat([torch.tensor(s.logprobs) for s in flat])
+    gap = (got - want).abs()
+    print(f"\n[{type(actor).__name__}] top_p {top_p}: sampler vs learner over {int(m.sum())} tokens: mean "
+          f"|d| = {delta.mean():.2e}; vs the nucleus recomputation: mean {gap.mean():.2e}, max {gap.max():.2e}")
+    assert gap.mean() <= 1e-3 and gap.max() <= 1e-2
+    if top_p == 1.0:
+        assert delta.mean() <= 1e-3 and delta.max() <= 1e-2
+    else:  # truncation raises every kept token's probability: sampler >= learner, by -log(mass)
+        assert (sampled - lp)[m].min() >= -1e-3 and (sampled - lp)[m].mean() > 1e-3
 
 
 def test_token_logprobs_first_skips_only_the_unneeded_columns(ref_model):

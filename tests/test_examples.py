@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from understand_r1_zero.config import TrainConfig, from_flags
+from understand_r1_zero.losses import ALGORITHMS
 
 sys.path.insert(0, os.path.dirname(__file__))
 from recipes import RECIPES, recipe_flags as _flags  # noqa: E402
@@ -25,10 +26,9 @@ def test_recipe_flags_valid_and_complete(path):
     cfg.check_world(8)
     fields = set(TrainConfig.__dataclass_fields__)
     # "every flag spelled out": all but presentation-only flags appear.
-    mvar_only = {"bundle_size", "mvar_alpha", "mvar_beta", "w_mix", "credit", "q_mode", "q_lr"}
-    missing = fields - set(flags) - {"progress", "wb_run_name", "save_final_only_model", "overwrite"}
-    if cfg.algo != "mvar":
-        missing -= mvar_only  # MVaR's knobs have no effect on the other algorithms
+    # another algorithm's own flags (losses.Algorithm.flags) have no effect on this one
+    others = {f for a in ALGORITHMS.values() for f in a.flags.values()} - set(ALGORITHMS[cfg.algo].flags.values())
+    missing = fields - set(flags) - {"progress", "wb_run_name", "save_final_only_model", "overwrite"} - others
     assert not missing, f"{os.path.basename(path)} does not spell out {sorted(missing)}"
     if "mvar" in path:
         assert (cfg.bundle_size, cfg.mvar_alpha, cfg.mvar_beta, cfg.w_mix, cfg.num_samples, cfg.credit) == \

@@ -77,3 +77,30 @@ def test_shared_prompt_forward_matches_per_row_prompts(tiny_model_dir, tmp_path)
         assert other["stats"]["train/grad_norm"] == pytest.approx(ref["stats"]["train/grad_norm"], rel=1e-4)
         assert other["stats"]["train/loss"] == pytest.approx(ref["stats"]["train/loss"], rel=1e-4, abs=1e-7)
         assert _max_diff(ref["state"], other["state"]) < 1e-4
+
+
+def test_cpu_init_builds_no_deepspeed_op(tmp_path):
+    """init_distributed(cpu=True) must stop DeepSpeed compiling its shared-memory comm op. The
+    patch once landed on the torch package instead (deepspeed.comm re-exports torch under the
+    name `torch`), so on CPUs the op supports it still built, and a 2-rank run aborted in it."""
+    code = ("from understand_r1_zero.learner import init_distributed; import sys; init_distributed(True); "
+            "cdb = sys.modules['deepspeed.comm.comm'].cdb; assert cdb is not None and cdb.shm_comm_op is None, 'op built'; "
+            "assert not hasattr(sys.modules['torch'], 'build_shm_op')")
+    ext = tmp_path / "ext"
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(ext), "WORLD_SIZE": "1",
+           "PYTHONPATH": os.path.dirname(HERE)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "built successfully" not in r.stdout and not ext.exists()
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_masked_responses_still_count_in_drgrpos_normaliser(tiny_model_dir, tmp_path, nproc):
+    """--truncated mask: a masked response adds nothing but still counts in Dr. GRPO's 1/G (oat's and
+    TRL's normaliser). One update, so ratio 1 and the surrogate is -sum_i A_i |o_i| / (max_len N)
+    over the unmasked i: the batch of learner_worker.py, its last response masked."""
+    lengths = [1 + (5 * i) % 11 for i in range(8)]
+    adv = [1.0, -0.5, 0.25, -0.75, 0.5, 0.0, -1.0, 1.5]
+    want = -sum(a * n for a, n in zip(adv[:7], lengths[:7])) / (12 * 8)  # 7/96, not 7/84
+    stats = _run(tiny_model_dir, tmp_path / "m.pt", "drgrpo", 0, 2, nproc=nproc, mask_last=1)["stats"]
+    assert stats["train/loss"] == pytest.approx(want, rel=1e-5)

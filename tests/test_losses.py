@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from understand_r1_zero.losses import (
-    ALGORITHMS, QuantileTracker, aggregate, get_algorithm, group_advantages, kl_penalty,
+    ALGORITHMS, MVaRTracker, QuantileTracker, aggregate, get_algorithm, group_advantages, kl_penalty,
     mvar_advantages, mvar_paper_scores, policy_loss,
 )
 
@@ -257,11 +257,12 @@ def test_mvar_natural_baseline_off():
 
 
 def test_mvar_std_norm():
-    adv = mvar_advantages(Q2, credit="uniform", **dict(MV, std_norm=True))
+    adv = mvar_advantages(Q2, credit="uniform", **dict(MV, std_norm=True, std_of="advantage"))
     close(adv[0], [p / statistics.stdev(PAPER) for p in PAPER])
-    # released code's variant: std of the paper scores [2, 1, 2, 0]
-    adv = mvar_advantages(Q2, credit="uniform", **dict(MV, std_norm=True, std_of="score"))
-    close(adv[0], [p / statistics.stdev([2, 1, 2, 0]) for p in PAPER])
+    # the released code's rule, now the default: std of the paper scores [2, 1, 2, 0]
+    for kw in (dict(std_of="score"), {}):
+        adv = mvar_advantages(Q2, credit="uniform", **dict(MV, std_norm=True, **kw))
+        close(adv[0], [p / statistics.stdev([2, 1, 2, 0]) for p in PAPER])
 
 
 def test_mvar_smaller_last_bundle():
@@ -297,7 +298,9 @@ def test_registry():
     assert (grpo.agg, dr.agg, mvar.agg, dapo.agg) == (
         "seq_mean_token_mean", "seq_mean_token_sum_norm", "token_mean", "token_mean")
     assert dapo.clip_high == 0.28 and dapo.clip_low == 0.2 and grpo.clip_high == 0.2
-    assert mvar.uses_tracker and mvar.defaults["bundle_size"] == 5
+    assert mvar.tracker is MVaRTracker and mvar.prompts_multiple_of == "bundle_size"
+    assert grpo.tracker is None and grpo.loss_fn is policy_loss and not (grpo.sampler_logprobs or grpo.ref_model)
+    assert mvar.defaults["bundle_size"] == 5
     assert (mvar.defaults["alpha"], mvar.defaults["beta"], mvar.defaults["w_mix"]) == (0.2, 0.9, 1.5)
     rewards = torch.randint(0, 2, (10, 4)).float()
     close(mvar.advantages(rewards, tracked=(1.0, 3.0)),

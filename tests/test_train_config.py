@@ -265,7 +265,7 @@ def test_cli_pretrain_that_is_not_a_model_is_one_line(tmp_path, case):
 def test_mvar_needs_whole_bundles_per_process():
     from_flags(algo="mvar").check_world(1)  # the defaults are consistent: 16 prompts, bundles of 4
     from_flags(algo="mvar").check_world(2)
-    with pytest.raises(ValueError, match="not whole bundles of --bundle_size 5; e.g. --rollout_batch_size 15"):
+    with pytest.raises(ValueError, match="not whole groups of --bundle_size 5; e.g. --rollout_batch_size 15"):
         from_flags(algo="mvar", bundle_size=5).check_world(1)
     with pytest.raises(ValueError, match=r"each of 2 process\(es\) gets 8 prompts"):
         from_flags(algo="mvar", bundle_size=16).check_world(2)

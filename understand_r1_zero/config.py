@@ -23,7 +23,9 @@ class TrainConfig:
     pretrain: str = "synthetic"
     """Base model: a local HF directory, a hub name, or 'synthetic' (the demo's self-pretrained tiny model)."""
     algo: str = "drgrpo"
-    """Policy-gradient algorithm, a name in losses.ALGORITHMS (grpo, drgrpo, mvar, dapo)."""
+    """Policy-gradient algorithm, a name in losses.ALGORITHMS (listed under Algorithms below)."""
+    reward: str = "math"
+    """Reward function, a name in rewards.REWARDS (listed under Rewards below): math (the grader) or countdown."""
     prompt_template: str = "qwen_math"
     """Prompt template (templates.py): qwen_math, r1 or no."""
     prompt_data: str = "synthetic"
@@ -83,10 +85,20 @@ class TrainConfig:
     """KL coefficient; a reference model is loaded only when > 0."""
     kl_kind: str = "k3"
     """KL estimator: k1, k2 or k3."""
-    clip_low: float = 0.2
-    """PPO clip: ratio lower bound 1 - clip_low."""
+    clip_low: float = -1.0
+    """PPO clip: ratio lower bound 1 - clip_low (-1 = the algorithm's default: 3e-4 for gspo, 1.0 (none) for cispo, else 0.2)."""
     clip_high: float = -1.0
-    """PPO clip: ratio upper bound 1 + clip_high (-1 = the algorithm's default: 0.28 for dapo, else 0.2)."""
+    """PPO clip: ratio upper bound 1 + clip_high (-1 = the algorithm's default: 0.28 for dapo and cispo, 4e-4 for gspo, else 0.2)."""
+    tis_cap: float = 0.0
+    """Sampler-learner mismatch correction: weight each token's loss by pi_learner / pi_sampler, truncated (or masked) at this cap C, e.g. 2 (0 = off, as in the Dr. GRPO paper)."""
+    tis_level: str = "token"
+    """Mismatch correction: token ratios, or one sequence ratio (their product) per response."""
+    tis_mode: str = "truncate"
+    """Mismatch correction: truncate (TIS: min(w, C)) or mask (MIS: drop where w > C)."""
+    clip_ratio_c: float = 0.0
+    """Dual-clip (verl's clip_ratio_c): for negative advantages the loss is capped at -A * c; > 1 (e.g. 3), 0 = off."""
+    scale_rewards: str = ""
+    """Advantage std scaling (TRL's scale_rewards): group, batch (this process's batch) or none; empty = the algorithm's own (grpo: group, drgrpo: none)."""
     # ------------------------------------------------------------ duration and seed
     max_steps: int = 80
     """RL steps (each: sample, grade, update, sync)."""
@@ -157,14 +169,39 @@ class TrainConfig:
     """MVaR: quantiles from the tracker (track, the paper), per batch (batch, the released code) or mix."""
     q_lr: float = 0.1
     """MVaR: quantile tracker step size."""
+    mvar_std_of: str = "score"
+    """MVaR: std normalisation over the bundle's paper scores (score, the released code) or paper advantages (advantage)."""
+    mvar_natural_baseline: bool = True
+    """MVaR: add the natural baseline (a - b) to the RVaR term (the paper; the release's dapomath script: False)."""
+    mvar_std_norm: bool = True
+    """MVaR: divide each bundle's paper advantages by the std (see --mvar_std_of)."""
+    # ------------------------------------------------------------ DAPO, GFPO
+    overlong_buffer: int = -1
+    """DAPO: L_cache, the last N tokens of --generate_max_length with the soft overlong punishment (-1 = a fifth of it, the paper's 4096 of 20480; 0 = off)."""
+    dynamic_sampling_rounds: int = -1
+    """DAPO: extra sampling rounds to refill the batch with groups whose rewards differ (-1 = dapo's default, 3; 0 = off)."""
+    gfpo_keep: int = 0
+    """GFPO: responses kept per group (0 = half of --num_samples)."""
+    gvpo_beta: float = 0.1
+    """GVPO: beta of its KL-regularised objective (the implicit reward's scale)."""
+    gvpo_anchor: str = "ref"
+    """GVPO: the KL anchor: ref (the frozen initial model, the paper's pi_ref) or old (the rollout policy, the released verl recipe)."""
+    gfpo_metric: str = "length"
+    """GFPO: keep the shortest (length) or the best reward per token (reward_per_token)."""
 
     def __post_init__(self):
         coerce_fields(self)
+        from .data import check_generated_reward
         from .losses import ALGORITHMS
+        from .rewards import REWARDS
         from .templates import get_template
 
         if self.algo not in ALGORITHMS:
             raise ValueError(f"unknown --algo {self.algo!r}; valid: {', '.join(ALGORITHMS)}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"unknown --reward {self.reward!r}; valid: {', '.join(REWARDS)}")
+        check_generated_reward(self.prompt_data, self.reward, "--prompt_data")
+        check_generated_reward(self.eval_data, self.reward, "--eval_data")
         get_template(self.prompt_template, for_training=True)  # raises with the valid names
         _choice("actor", self.actor, ("vllm", "hf"))
         _choice("lr_scheduler", self.lr_scheduler, ("constant", "linear", "cosine"))
@@ -172,6 +209,18 @@ class TrainConfig:
         _choice("truncated", self.truncated, ("zero_reward", "mask"))
         _choice("credit", self.credit, ("uniform", "std", "score", "sum-mean"))
         _choice("q_mode", self.q_mode, ("track", "batch", "mix"))
+        _choice("scale_rewards", self.scale_rewards, ("", "group", "batch", "none"))
+        _choice("tis_level", self.tis_level, ("token", "sequence"))
+        _choice("tis_mode", self.tis_mode, ("truncate", "mask"))
+        if self.tis_cap < 0:
+            raise ValueError(f"--tis_cap must be >= 0 (0 = off), got {self.tis_cap}; e.g. 2")
+        _choice("mvar_std_of", self.mvar_std_of, ("score", "advantage"))
+        _choice("gfpo_metric", self.gfpo_metric, ("length", "reward_per_token"))
+        _choice("gvpo_anchor", self.gvpo_anchor, ("ref", "old"))
+        if self.clip_ratio_c and self.clip_ratio_c <= 1:
+            raise ValueError(f"--clip_ratio_c must be > 1 (or 0 = off), got {self.clip_ratio_c}; e.g. 3")
+        if self.gfpo_keep < 0 or self.gfpo_keep > self.num_samples:
+            raise ValueError(f"--gfpo_keep must be in 0..--num_samples {self.num_samples}, got {self.gfpo_keep}")
         if not 0 <= self.zero_stage <= 3:
             raise ValueError(f"--zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
         if self.learning_rate <= 0:
@@ -191,6 +240,9 @@ class TrainConfig:
             raise ValueError(f"--temperature must be > 0 for RL sampling, got {self.temperature}")
         if not 0 < self.mvar_alpha < self.mvar_beta < 1:
             raise ValueError(f"need 0 < --mvar_alpha < --mvar_beta < 1, got {self.mvar_alpha}, {self.mvar_beta}")
+        _check_algorithm_flags(self, ALGORITHMS[self.algo])
+        if self.clip_low < 0:  # the registry entry holds the clip range; the flags override it
+            self.clip_low = ALGORITHMS[self.algo].clip_low
         if self.clip_high < 0:
             self.clip_high = ALGORITHMS[self.algo].clip_high
         n = self.rollout_batch_size * self.num_samples
@@ -203,8 +255,11 @@ class TrainConfig:
 
     def run_diff(self, old: dict) -> list[str]:
         """``--flag old -> new`` for each of ``RUN_KEYS`` where ``old`` (a stored config) differs."""
+        from .losses import ALGORITHMS
+
         new = self.to_dict()
-        keys = [k for k in RUN_KEYS if k not in MVAR_KEYS or self.algo == "mvar"]
+        keys = list(RUN_KEYS) + list(ALGORITHMS[self.algo].flags.values())  # + the algorithm's own flags
+        old = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k in keys}, **old}
         return [f"--{k} {old.get(k)!r} -> {new[k]!r}" for k in keys if k in old and old[k] != new[k]]
 
     def check_world(self, world_size: int) -> None:
@@ -213,12 +268,16 @@ class TrainConfig:
             raise ValueError(
                 f"--rollout_batch_size {self.rollout_batch_size} must be divisible by the "
                 f"{world_size} processes; e.g. --rollout_batch_size {world_size * max(1, self.rollout_batch_size // world_size)}")
-        if self.algo == "mvar" and (self.rollout_batch_size // world_size) % self.bundle_size:
-            # tracked quantiles are one pair for every bundle, whose score scale depends on its size
+        from .losses import ALGORITHMS
+
+        algo = ALGORITHMS[self.algo]
+        unit = algo.options(self)[algo.prompts_multiple_of] if algo.prompts_multiple_of else 1
+        if (self.rollout_batch_size // world_size) % unit:
+            # e.g. MVaR: tracked quantiles are one pair for every bundle, whose score scale depends on its size
             raise ValueError(
-                f"--algo mvar: each of {world_size} process(es) gets {self.rollout_batch_size // world_size} "
-                f"prompts, not whole bundles of --bundle_size {self.bundle_size}; e.g. --rollout_batch_size "
-                f"{world_size * self.bundle_size * max(1, self.rollout_batch_size // (world_size * self.bundle_size))}")
+                f"--algo {self.algo}: each of {world_size} process(es) gets {self.rollout_batch_size // world_size} "
+                f"prompts, not whole groups of --{algo.flags[algo.prompts_multiple_of]} {unit}; e.g. "
+                f"--rollout_batch_size {world_size * unit * max(1, self.rollout_batch_size // (world_size * unit))}")
         per_rank = self.train_batch_size // world_size
         if self.train_batch_size % world_size or per_rank % self.micro_batch_size:
             raise ValueError(
@@ -241,13 +300,36 @@ class TrainConfig:
 # The flags that make a run what it is: a checkpoint made under other values belongs to another run,
 # so --resume refuses it (and so does a fresh run into a directory holding one). Not here: length,
 # evaluation, checkpointing, logging, engine and memory flags (max_steps, eval_*, actor, micro_batch_size,
-# gradient_checkpointing, ...), which a continued run may change.
-MVAR_KEYS = ("bundle_size", "mvar_alpha", "mvar_beta", "w_mix", "credit", "q_mode", "q_lr")
-RUN_KEYS = ("pretrain", "algo", "prompt_template", "prompt_data", "train_split", "input_key", "output_key",
+# gradient_checkpointing, ...), which a continued run may change. The chosen algorithm's own flags
+# (Algorithm.flags: MVaR's bundle_size, mvar_alpha, ...) count too.
+RUN_KEYS = ("pretrain", "algo", "reward", "prompt_template", "prompt_data", "train_split", "input_key", "output_key",
             "max_train_samples", "seed", "rollout_batch_size", "num_samples", "train_batch_size",
             "generate_max_length", "temperature", "top_p", "num_ppo_epochs", "learning_rate",
             "lr_scheduler", "warmup_steps", "max_norm", "weight_decay", "beta", "kl_kind", "clip_low",
-            "clip_high", "truncated", "zero_stage", "bf16") + MVAR_KEYS
+            "clip_high", "clip_ratio_c", "tis_cap", "tis_level", "tis_mode", "truncated", "zero_stage", "bf16")
+
+
+# Flags added after runs were saved without them, where the old behaviour is not the new default:
+# a stored config lacking one ran with this value (so resuming it under the new default is refused).
+LEGACY_DEFAULTS = {"mvar_std_of": "advantage"}
+
+
+def _check_algorithm_flags(cfg, algo) -> None:
+    """Flags the chosen algorithm would ignore are refused, not silently dropped."""
+    if cfg.tis_cap and not algo.loss_takes("weights", explicit=True):
+        raise ValueError(f"--tis_cap: --algo {algo.name}'s loss takes no per-token weights (it needs no "
+                         f"importance ratio); pass --tis_cap 0")
+    if cfg.clip_ratio_c and not algo.loss_takes("clip_ratio_c", explicit=True):
+        raise ValueError(f"--clip_ratio_c: --algo {algo.name}'s loss has no dual clip; pass --clip_ratio_c 0")
+    for name in ("scale_rewards", "overlong_buffer", "dynamic_sampling_rounds", "gfpo_keep"):
+        if getattr(cfg, name) not in ("", -1, 0) and name not in algo.flags.values():
+            raise ValueError(f"--{name} is not a flag of --algo {algo.name} (it has: "
+                             f"{', '.join(sorted(algo.flags.values())) or 'none'}); leave it unset")
+    if algo.reweight is not None and cfg.num_samples < 2:
+        raise ValueError(f"--algo {algo.name} compares responses within a group: --num_samples must be >= 2")
+    if "keep" in algo.flags and (cfg.gfpo_keep or cfg.num_samples // 2) < 2:
+        raise ValueError(f"--algo {algo.name} keeps {cfg.gfpo_keep or cfg.num_samples // 2} response(s) per "
+                         f"group, and one alone has advantage 0: raise --gfpo_keep or --num_samples")
 
 
 def _choice(name, value, valid):
@@ -263,3 +345,12 @@ def from_flags(**flags) -> TrainConfig:
 def flag_help() -> str:
     """The flags and their one-line docs, for --help."""
     return help_text(TrainConfig)
+
+
+def registry_help() -> str:
+    """The registered algorithms (with their papers) and rewards, for --help."""
+    from .losses import algorithm_help
+    from .rewards import reward_help
+
+    return ("Algorithms (--algo), from losses.ALGORITHMS:\n" + algorithm_help()
+            + "\n\nRewards (--reward), from rewards.REWARDS:\n" + reward_help())

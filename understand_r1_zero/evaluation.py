@@ -1,7 +1,8 @@
 """Benchmark evaluation, shared by ``evaluate_model.py`` and training's periodic eval.
 
 ``evaluate`` = generate (all problems, batched across tasks, in chunks) -> grade
-(``math_grader.grade_batch`` with the template's extraction rule) -> one ``samples.jsonl`` row per
+(``rewards.compute_rewards``: the ``--reward``, by default the math grader, with the template's
+extraction rule) -> one ``samples.jsonl`` row per
 problem (``schema.SAMPLE_ROW_FIELDS``) -> summary. Training calls the same function with the same
 template, so a checkpoint scores the same in both.
 
@@ -29,6 +30,7 @@ import time
 import numpy as np
 
 from . import schema
+from .data import load_eval_tasks, normalize_reference  # noqa: F401 - their home is data.py
 from .templates import TEMPLATES, Template, get_template
 
 logger = logging.getLogger(__name__)
@@ -36,13 +38,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_TASKS = ("aime", "amc", "math", "minerva", "olympiad_bench")
 BASE_TEMPLATES = ("qwen_math", "r1", "no")
 # A resumed run must match the stored config on these, or its rows would silently mix two setups.
-RUN_CONFIG_KEYS = ("model", "template", "n_samples", "temperature", "top_p", "max_tokens", "seed",
-                   "backend", "max_model_len")
+RUN_CONFIG_KEYS = ("model", "template", "reward", "n_samples", "temperature", "top_p", "max_tokens",
+                   "seed", "backend", "max_model_len")
 # Recorded in run_config.json and summary.json, but a resume may change them: "limit" (a larger
 # slice extends the rows a smaller one wrote).
 RUN_INFO_KEYS = ("backend", "max_model_len", "limit")
-BUILD_HINT = ("build it on a networked machine with `python scripts/build_eval_data.py --out data` "
-              "(writes data/evaluation_suite) or pass --eval_data DIR")
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -181,65 +181,6 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- data
-def normalize_reference(ref):
-    """A benchmark answer as graded and stored: floats that are integers become ``"142"`` (amc
-    stores 142.0), strings are stripped (minerva's end in newlines), and a list of alternatives
-    stays a list (any one counts as correct) unless it has a single element."""
-    if isinstance(ref, (list, tuple)):
-        alts = [normalize_reference(a) for a in ref]
-        return alts[0] if len(alts) == 1 else alts
-    if isinstance(ref, float) and ref.is_integer():
-        return str(int(ref))
-    return str(ref).strip()
-
-
-def load_eval_tasks(eval_data: str, tasks=None, limit: int | None = None,
-                    input_key: str = "problem", output_key: str = "answer") -> dict[str, list[dict]]:
-    """{task: [{"problem": str, "answer": reference}, ...]} from a ``load_from_disk`` DatasetDict
-    directory (one split per benchmark), a single Dataset directory or a .jsonl/.json/.parquet file
-    (one task named after it), or a hub name. ``tasks``: names or a comma-separated string (None =
-    every split, stored order); ``limit``: the first N problems of each task."""
-    from datasets import DatasetDict
-
-    from .data import check_keys, load_any
-
-    spec = str(eval_data)
-    path = os.path.expanduser(spec)
-    hub_like = spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and "." not in spec
-    if not os.path.exists(path):
-        if not hub_like:
-            raise FileNotFoundError(f"--eval_data {spec!r} does not exist; {BUILD_HINT}")
-        try:
-            ds = load_any(spec, "--eval_data")
-        except (ValueError, FileNotFoundError) as e:
-            raise FileNotFoundError(f"{e}; or {BUILD_HINT}") from None
-    else:
-        ds = load_any(spec, "--eval_data")
-    if isinstance(ds, DatasetDict):
-        splits = dict(ds)
-    else:
-        splits = {os.path.splitext(os.path.basename(os.path.normpath(path)))[0]: ds}
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    names = list(tasks) if tasks else list(splits)
-    unknown = [t for t in names if t not in splits]
-    if unknown:
-        raise ValueError(f"--tasks {','.join(unknown)}: not in --eval_data {spec!r}; "
-                         f"available: {', '.join(splits)}")
-    out = {}
-    for t in names:
-        d = splits[t]
-        check_keys(d, (input_key, output_key), f"--eval_data {spec!r} split {t!r}")
-        if limit:
-            d = d.select(range(min(int(limit), len(d))))
-        if len(d) == 0:
-            raise ValueError(f"--eval_data {spec!r} split {t!r} is empty")
-        out[t] = [{"problem": str(p), "answer": normalize_reference(a)}
-                  for p, a in zip(d[input_key], d[output_key])]
-    return out
-
-
 # ----------------------------------------------------------------------------- output dir
 def check_run_config(output_dir: str, config: dict) -> None:
     """Write ``run_config.json`` or, if the directory already holds rows, require the same
@@ -298,33 +239,33 @@ def _warn_once(msg: str) -> None:
         logger.warning(msg)
 
 
-def instruct_reason(model_name: str, tokenizer=None) -> str | None:
+def instruct_reason(model_name: str) -> str | None:
     """Why a model looks instruction-tuned, or None."""
     m = re.search(r"instruct|chat|-it\b", str(model_name).lower())  # "-it\b": gemma-2b-it, not -iter
     if m:
         return f"its name contains {m.group()!r}"
     # A tokenizer chat template is no evidence: Qwen2.5(-Math) *base* models ship one too, and
     # warning on every paper evaluation would teach people to ignore the warning.
-    del tokenizer
     return None
 
 
-def _grade(responses, refs, template: Template, grade_workers):
-    """(reward, info) per response. A list reference is any-of, in the grader (``_refs``)."""
-    from .math_grader import grade_batch
+def _grade(reward: str, responses, refs, template: Template, grade_workers, timeout_s):
+    """(reward, info) per response. A list reference is any-of, in the math grader (``_refs``)."""
+    from .rewards import compute_rewards
 
-    # The grader only needs the extraction rule; a few-shot template has no registered name.
+    # A reward only needs the extraction rule; a few-shot template has no registered name.
     name = template.name if template.name in TEMPLATES else \
         next(t.name for t in TEMPLATES.values() if t.extraction == template.extraction)
-    kw = {} if grade_workers is None else {"num_workers": grade_workers}
-    # format_reward stays 0 (the paper's pure correctness reward), so reward > 0 means correct.
-    return [(float(r), info) for r, info in grade_batch(responses, refs, template=name, **kw)]
+    kw = {} if timeout_s is None else {"timeout_s": timeout_s}
+    # the math reward has no format bonus (the paper's pure correctness reward): reward > 0 is correct
+    return [(float(r), info) for r, info in compute_rewards(reward, responses, refs, template=name,
+                                                           num_workers=grade_workers, **kw)]
 
 
 def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = "qwen_math",
              n_samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_tokens: int = 3000, seed: int = 0, grade_workers: int | None = None,
-             model_name: str = "", output_dir: str | None = None,
+             reward: str = "math", grade_timeout: float | None = None, model_name: str = "", output_dir: str | None = None,
              chunk_size: int = 0, rank: int = 0, world_size: int = 1, run_info: dict | None = None,
              progress: bool = False) -> tuple[list[dict], dict]:
     """Generate, grade and summarise ``tasks`` ({task: [{"problem", "answer"}]}, as from
@@ -357,11 +298,11 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
     empty = [t for t, probs in tasks.items() if not probs]
     if not tasks or empty:
         raise ValueError(f"nothing to evaluate: no tasks, or empty tasks {empty}")
-    config = {"model": model_name, "template": tpl.name, "n_samples": int(n_samples),
+    config = {"model": model_name, "template": tpl.name, "reward": reward, "n_samples": int(n_samples),
               "temperature": float(temperature), "top_p": float(top_p),
               "max_tokens": int(max_tokens), "seed": int(seed),
               **{k: v for k, v in (run_info or {}).items() if k in RUN_INFO_KEYS}}
-    reason = instruct_reason(model_name, getattr(actor, "tokenizer", None))
+    reason = instruct_reason(model_name)
     if reason and tpl.name in BASE_TEMPLATES:
         _warn_once(f"{model_name or 'the model'} looks instruction-tuned ({reason}) but is evaluated "
                    f"with the base template {tpl.name!r}; scores may be far below its chat template's")
@@ -408,13 +349,13 @@ def evaluate(actor, tasks: dict[str, list[dict]], *, template: str | Template = 
         t1 = time.time()
         texts = [s.text for group in outs for s in group]
         refs = [p["answer"] for _, _, p in chunk for _ in range(n_samples)]
-        graded = _grade(texts, refs, tpl, grade_workers)
+        graded = _grade(reward, texts, refs, tpl, grade_workers, grade_timeout)
         rows = []
         for j, ((t, i, p), prompt, group) in enumerate(zip(chunk, prompts, outs)):
             samples = []
             for k, s in enumerate(group):
-                reward, info = graded[j * n_samples + k]
-                samples.append({"response": s.text, "answer": info.get("answer"), "reward": reward,
+                score, info = graded[j * n_samples + k]
+                samples.append({"response": s.text, "answer": info.get("answer"), "reward": score,
                                 "formatted": bool(info.get("formatted")),
                                 "length": len(s.response_ids), "finish_reason": s.finish_reason,
                                 "grade_timeout": bool(info.get("timeout", False))})

@@ -38,8 +38,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def all_reduce_sums(sums: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Sum named scalars over all ranks (a no-op for one process).
+def all_reduce_sums(sums: dict[str, float], device: torch.device, op: str = "sum") -> dict[str, float]:
+    """Sum (``op="max"``: take the max of) named scalars over all ranks (a no-op for one process).
 
     The one home of the library's ``all_reduce`` calls (tests/test_train_config.py checks that
     no other module calls it). The tensor lives on ``device``, the learner's: NCCL refuses CPU
@@ -48,7 +48,9 @@ def all_reduce_sums(sums: dict[str, float], device: torch.device) -> dict[str, f
     names = list(sums)
     t = torch.tensor([float(sums[k]) for k in names], dtype=torch.float64, device=device)
     if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
+        if op not in ("sum", "max"):
+            raise ValueError(f"all_reduce_sums: op must be sum or max, got {op!r}")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
     return dict(zip(names, t.tolist()))
 
 
@@ -78,9 +80,11 @@ def _skip_cpu_shm_op() -> None:
     DeepSpeed's ``inference_all_reduce`` uses that op; training never calls it. So the op is not
     built, for any number of processes, and a stale lock is named in one line instead."""
     import glob
+    import importlib
 
-    import deepspeed.comm.torch as ds_torch
-
+    # (not `import deepspeed.comm.torch as m`: deepspeed.comm re-exports torch itself under that
+    # name, so the attribute lookup would patch the torch package and the op would still build)
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
     ds_torch.build_shm_op = lambda: None
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(os.path.expanduser("~"), ".cache",
                                                                    "torch_extensions")
@@ -104,11 +108,12 @@ def _lr_lambda(kind: str, warmup: int, total: int):
 
 
 class Learner:
-    def __init__(self, cfg, model_path: str, *, world_size: int, device: torch.device):
+    def __init__(self, cfg, model_path: str, *, world_size: int, device: torch.device, pad_id: int):
+        """``pad_id``: an id the model's embedding has, for padding batches (``Actor.pad_id``)."""
         import deepspeed
         from transformers import AutoModelForCausalLM
 
-        self.cfg, self.world_size, self.device = cfg, world_size, device
+        self.cfg, self.world_size, self.device, self.pad_id = cfg, world_size, device, pad_id
         self.algo = losses.get_algorithm(cfg.algo)
         # Loaded in the dtype it trains in: an fp32 load under --bf16 would hold 4P bytes of host
         # RAM per rank for nothing (DeepSpeed keeps its own fp32 master copy in the optimizer).
@@ -153,9 +158,8 @@ class Learner:
         # gradient checkpointing, so there every response row recomputes its prompt.
         self.share_prompts = cfg.share_prompts and not cfg.gradient_checkpointing
         self.ref = None
-        if cfg.beta > 0:
-            ref_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-            self.ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=ref_dtype).to(device).eval()
+        if cfg.beta > 0 or self.algo.ref_model:
+            self.ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
             self.ref.requires_grad_(False)
 
     # ------------------------------------------------------------------ scoring
@@ -188,18 +192,25 @@ class Learner:
         single = cfg.updates_per_step == 1
         old = None if single else self.logprobs(self.engine.module, samples, cfg.micro_batch_size)
         ref = self.logprobs(self.ref, samples, cfg.micro_batch_size) if self.ref is not None else None
+        sampler = [torch.tensor(s.logprobs) for s in samples]  # what the actor sampled from
+        loss_opts = self.algo.loss_options(cfg)
         agg = self.algo.agg
         max_len = cfg.generate_max_length
-        sums = {"loss": 0.0, "entropy": 0.0, "clip": 0.0, "kl": 0.0, "tokens": 0.0, "seq_tokens": 0.0}
+        sums = {"loss": 0.0, "entropy": 0.0, "clip": 0.0, "kl": 0.0, "tokens": 0.0, "seq_tokens": 0.0,
+                "mm_tokens": 0.0, "mm_abs": 0.0, "mm_k3": 0.0, "mm_out": 0.0, "mm_ratio": 0.0, "tis_w": 0.0, "tis_cut": 0.0}
+        ratio_max = 0.0
         grad_norms = []
         rng = np.random.default_rng(seed)
-        for _epoch in range(cfg.num_ppo_epochs):
+        for epoch in range(cfg.num_ppo_epochs):
             order = rng.permutation(N) if cfg.num_ppo_epochs > 1 or not single else np.arange(N)
             for u in range(0, N, self.per_rank_update):
                 idx = order[u : u + self.per_rank_update]
-                # Global normalisers of this update (all micro-batches, all ranks).
+                adv_u = self._reweight(advantages, samples, old, ref, first=epoch == 0 and u == 0)  # [N]
+                # Global normalisers of this update (all micro-batches, all ranks). num_seqs counts
+                # every response, masked ones too (--truncated mask): Dr. GRPO's constant is 1/G over
+                # all G responses, as in oat and TRL; a masked response adds 0 to the sum.
                 counts = all_reduce_sums({
-                    "seqs": float(loss_mask[idx].sum()),
+                    "seqs": float(len(idx)),
                     "tokens": sum(len(samples[i].response_ids) * float(loss_mask[i]) for i in idx)}, self.device)
                 num_seqs, num_tokens = max(counts["seqs"], 1.0), max(counts["tokens"], 1.0)
                 for m in range(0, len(idx), cfg.micro_batch_size):
@@ -210,12 +221,27 @@ class Learner:
                                                 share_prompts=self.share_prompts)  # [B, Lr]
                     mask = b["response_mask"] * loss_mask[mi].to(self.device)[:, None]  # [B, Lr]
                     old_lp = lp.detach() if old is None else _stack(old, mi, lp)
-                    adv = advantages[mi].to(self.device)  # [B]
-                    loss, st = losses.policy_loss(
+                    samp = _stack(sampler, mi, lp)  # [B, Lr]
+                    if epoch == 0:  # each response once; old_lp is the pre-update policy's
+                        ratio_max = max(ratio_max, self._audit(sums, old_lp, samp, b["response_mask"]))
+                    adv = adv_u[mi].to(self.device)  # [B]
+                    extra = {}  # what the algorithm asked the loop for (Algorithm.sampler_logprobs, .ref_model)
+                    if self.algo.sampler_logprobs:
+                        extra["sampler_logprobs"] = samp
+                    if cfg.tis_cap > 0:  # the sampler-learner mismatch correction
+                        w = losses.mismatch_weights(old_lp, samp, mask, cap=cfg.tis_cap, level=cfg.tis_level,
+                                                    mode=cfg.tis_mode)  # [B, Lr], detached
+                        extra["weights"] = w
+                        sums["tis_w"] += float((w * mask).sum())
+                        full = losses.mismatch_weights(old_lp, samp, mask, cap=math.inf, level=cfg.tis_level)
+                        sums["tis_cut"] += float(((w < full) * mask).sum())  # tokens the cap changed
+                    if self.algo.ref_model:
+                        extra["ref_logprobs"] = _stack(ref, mi, lp)  # [B, Lr]
+                    loss, st = self.algo.loss_fn(
                         lp, old_lp, adv, mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                         agg=agg, max_len=max_len, num_seqs=num_seqs, num_tokens=num_tokens,
-                        return_stats=True)
-                    if ref is not None:
+                        clip_ratio_c=cfg.clip_ratio_c, return_stats=True, **extra, **loss_opts)
+                    if cfg.beta > 0:
                         kl = losses.kl_penalty(lp, _stack(ref, mi, lp), kind=cfg.kl_kind)  # [B, Lr]
                         loss = loss + cfg.beta * losses.aggregate(
                             kl, mask, agg, max_len=max_len, num_seqs=num_seqs, num_tokens=num_tokens)
@@ -240,6 +266,7 @@ class Learner:
                 gn = self.engine.get_global_grad_norm() if self.zero_stage > 0 else own_norm
                 grad_norms.append(float(gn) if gn is not None else float("nan"))
         t = all_reduce_sums(sums, self.device)
+        mm = max(t["mm_tokens"], 1.0)
         n_updates = max(1, len(grad_norms))
         tok = max(t["tokens"], 1.0)
         out = {
@@ -251,10 +278,50 @@ class Learner:
             "train/tokens": tok,
             # tokens the training pass forwarded (each distinct prompt once under sharing): MFU's count
             "train/seq_tokens": t["seq_tokens"],
+            # the sampler-learner mismatch audit: the learner's pre-update logprobs vs the actor's
+            "mismatch/logprob_abs_diff": t["mm_abs"] / mm,
+            "mismatch/kl_k3": t["mm_k3"] / mm,
+            "mismatch/ratio_outside_frac": t["mm_out"] / mm,
+            "mismatch/ratio_mean": t["mm_ratio"] / mm,
+            "mismatch/ratio_max": all_reduce_sums({"r": ratio_max}, self.device, op="max")["r"],
         }
-        if self.ref is not None:
+        if cfg.tis_cap > 0:
+            out["mismatch/tis_weight_mean"] = t["tis_w"] / tok
+            out["mismatch/tis_cut_frac"] = t["tis_cut"] / tok
+        if cfg.beta > 0:
             out["train/kl"] = t["kl"] / tok
         return out
+
+    def _reweight(self, advantages, samples, old, ref, *, first: bool) -> torch.Tensor:
+        """``Algorithm.reweight`` (GVPO) before each optimizer update: the weights from the current
+        policy's summed response logprobs (a no-grad pass over every response, groups whole) and
+        the anchor's (the reference model, or the rollout policy ``old``). Other algorithms: the
+        advantages as given."""
+        if self.algo.reweight is None:
+            return advantages
+        cfg = self.cfg
+        opts = self.algo.options(cfg)
+        cur = old if first and old is not None else self.logprobs(self.engine.module, samples, cfg.micro_batch_size)
+        anchor = ref if opts.get("anchor") == "ref" else (old if old is not None else cur)
+        seq = torch.tensor([float(x.sum()) for x in cur]), torch.tensor([float(x.sum()) for x in anchor])
+        return self.algo.reweight(advantages, *seq, **opts)  # [N]
+
+    @staticmethod
+    @torch.no_grad()
+    def _audit(sums: dict, old_lp, samp, resp_mask) -> float:
+        """Add one micro-batch to the mismatch sums: |learner - sampler| logprob, the k3 estimate of
+        KL(sampler || learner) on the sampler's tokens (r - 1 - log r, r = pi_learner / pi_sampler),
+        ratios outside [0.9, 1.1], the mean ratio (the nucleus mass under top-p). Returns the
+        micro-batch's max ratio."""
+        m = resp_mask.bool()
+        d = torch.where(m, old_lp.float() - samp.float(), torch.zeros_like(samp, dtype=torch.float32))  # [B, Lr]
+        r = torch.exp(d)
+        sums["mm_tokens"] += float(m.sum())
+        sums["mm_abs"] += float(d.abs().sum())
+        sums["mm_k3"] += float(torch.where(m, r - 1 - d, torch.zeros_like(d)).sum())
+        sums["mm_out"] += float((((r < 0.9) | (r > 1.1)) & m).sum())
+        sums["mm_ratio"] += float(torch.where(m, r, torch.zeros_like(r)).sum())
+        return float(torch.where(m, r, torch.zeros_like(r)).max()) if m.any() else 0.0
 
     # ------------------------------------------------------------------ weights
     def named_weights(self):
@@ -287,8 +354,6 @@ class Learner:
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state in {ckpt_dir}/deepspeed; is it a checkpoint dir?")
         return client
-
-    pad_id: int = 0
 
 
 def _stack(per_sample: list[torch.Tensor], mi, like: torch.Tensor) -> torch.Tensor:

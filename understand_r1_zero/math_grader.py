@@ -820,10 +820,11 @@ def grade_batch(responses, references, template: str = "qwen_math",
         for i, answer, refs in jobs:
             infos[i]["correct"] = _verdict(answer, refs)
     elif jobs:
-        n = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
-        with _POOL_LOCK:
-            for i, (ok, timed_out) in _get_pool(n).run(jobs, timeout_s).items():
-                infos[i]["correct"], infos[i]["timeout"] = ok, timed_out
+        # an item whose check raised counts as ungraded, like a killed one (scored 0)
+        done = run_killable(_VERDICT, [[a, refs] for _, a, refs in jobs],
+                            timeout_s, num_workers)
+        for (i, _, _), (ok, timed_out, error) in zip(jobs, done):
+            infos[i]["correct"], infos[i]["timeout"] = bool(ok), timed_out or error is not None
     return [(_score(info, format_reward), info) for info in infos]
 
 
@@ -835,6 +836,7 @@ _START_TIMEOUT_S = 120.0  # importing sympy on a loaded 2-core box can take a wh
 _WORKER_MEM_BYTES = 4 << 30  # a runaway sympy computation dies with MemoryError, not the box
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _POOL_LOCK = threading.Lock()
+_VERDICT = "understand_r1_zero.math_grader:_verdict"  # the math reward's pool function
 _POOL: _Pool | None = None
 
 
@@ -843,13 +845,17 @@ class _Worker:
     caller's ``__main__`` (a training script importing torch) and never forks the caller."""
 
     def __init__(self):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p))
+        # The caller's sys.path goes along (appended in the worker, after its own, so nothing
+        # beside the caller's script can shadow the stdlib): a reward in the caller's modules imports.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p),
+                   URZ_WORKER_PATH=os.pathsep.join(p for p in sys.path if p))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from understand_r1_zero.math_grader import _worker_main; "
                                    "_worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.started, self.ready, self.job, self.t0, self._buf = time.monotonic(), False, None, 0.0, b""
+        self.loaded = {_VERDICT}  # functions this worker has imported (and so runs under the deadline)
+        self.fn = ""  # the current job's function
 
     def fileno(self) -> int:
         return self.proc.stdout.fileno()
@@ -897,8 +903,13 @@ class _Pool:
         w.close()  # stdin closed + SIGKILL: nothing in the worker can block this
         self.workers[self.workers.index(w)] = _Worker()
 
-    def run(self, jobs: list, timeout_s: float) -> dict[int, tuple[bool, bool]]:
-        """{item index: (correct, timed_out)} for ``jobs = [(index, answer, refs), ...]``."""
+    def run(self, jobs: list, timeout_s: float) -> dict[int, tuple]:
+        """{item index: (result, timed_out, error)} for ``jobs = [(index, "module:function", args), ...]``:
+        each worker calls ``function(*args)`` (JSON in, JSON out). A killed or dead worker's item
+        is (None, True, None); one whose function raised (or returned what JSON cannot carry) is
+        (None, False, the error's text). The first call of a function in a worker imports its
+        module first; the item's deadline starts once that import is done (``loaded``), so a slow
+        import is not a timeout (the import itself has ``_START_TIMEOUT_S``)."""
         queue, out = deque(jobs), {}
         for w in self.workers:  # still busy from a run that was interrupted (KeyboardInterrupt)
             if w.job is not None:
@@ -908,14 +919,14 @@ class _Pool:
                 if w.ready and w.job is None and queue:
                     job = queue.popleft()
                     try:
-                        w.send({"id": job[0], "answer": job[1], "refs": job[2]})
+                        w.send({"id": job[0], "fn": job[1], "args": job[2]})
                     except OSError:  # died while idle: retry the item on a fresh worker
                         queue.appendleft(job)
                         self._replace(w)
                         continue
-                    w.job, w.t0 = job[0], time.monotonic()
+                    w.job, w.fn, w.t0 = job[0], job[1], time.monotonic()
             now = time.monotonic()
-            deadlines = [w.t0 + timeout_s for w in self.workers if w.job is not None]
+            deadlines = [w.t0 + self._limit(w, timeout_s) for w in self.workers if w.job is not None]
             deadlines += [w.started + _START_TIMEOUT_S for w in self.workers if not w.ready]
             timeout = max(0.0, min(deadlines, default=now + 1.0) - now)
             for w in _wait_readable(self.workers, timeout):
@@ -926,22 +937,29 @@ class _Pool:
                         if self.start_failures > 3:
                             raise RuntimeError("math_grader workers exit while starting (see stderr)")
                     if w.job is not None:
-                        out[w.job] = (False, True)
+                        out[w.job] = (None, True, None)
                     self._replace(w)
                     continue
                 for msg in msgs:
                     if msg.get("ready"):
                         w.ready, self.start_failures = True, 0
+                    elif msg.get("loaded") is not None and msg.get("loaded") == w.job:
+                        w.loaded.add(w.fn)
+                        w.t0 = time.monotonic()  # the deadline starts now
                     elif msg.get("id") == w.job:
-                        out[w.job], w.job = (bool(msg["ok"]), False), None
+                        out[w.job], w.job = (msg.get("result"), False, msg.get("error")), None
             now = time.monotonic()
             for w in list(self.workers):
-                if w.job is not None and now - w.t0 >= timeout_s:
-                    out[w.job] = (False, True)
+                if w.job is not None and now - w.t0 >= self._limit(w, timeout_s):
+                    out[w.job] = (None, True, None)
                     self._replace(w)
                 elif not w.ready and now - w.started > _START_TIMEOUT_S:
                     raise RuntimeError(f"a math_grader worker did not start in {_START_TIMEOUT_S}s")
         return out
+
+    @staticmethod
+    def _limit(w: _Worker, timeout_s: float) -> float:
+        return timeout_s if w.fn in w.loaded else _START_TIMEOUT_S  # importing the function's module
 
     def close(self) -> None:
         for w in self.workers:
@@ -968,8 +986,31 @@ def _shutdown_pool() -> None:
 atexit.register(_shutdown_pool)
 
 
+def run_killable(fn: str, calls: list[list], timeout_s: float = DEFAULT_TIMEOUT_S,
+                 num_workers: int | None = None) -> list[tuple]:
+    """``fn(*args)`` for each ``args`` of ``calls`` in the worker pool, each call killed after
+    ``timeout_s`` seconds: ``[(result, timed_out, error), ...]`` in call order (see ``_Pool.run``).
+    ``fn`` is ``"module:function"``, importable in a fresh interpreter (the caller's ``sys.path``
+    is passed on); arguments and results are JSON. This is the pool every reward runs under."""
+    n = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
+    with _POOL_LOCK:
+        out = _get_pool(max(1, n)).run([(i, fn, a) for i, a in enumerate(calls)], timeout_s)
+    return [out[i] for i in range(len(calls))]
+
+
+def _resolve(path: str):
+    import importlib
+
+    module, _, name = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def _worker_main() -> None:
-    """Worker loop: read ``{"id", "answer", "refs"}`` lines, write ``{"id", "ok"}`` lines."""
+    """Worker loop: read ``{"id", "fn", "args"}`` lines, write ``{"id", "result"}`` (or
+    ``{"id", "error"}``) lines."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -991,14 +1032,23 @@ def _worker_main() -> None:
         os._exit(0)
 
     threading.Thread(target=orphan_watch, daemon=True).start()
+    sys.path.extend(p for p in os.environ.get("URZ_WORKER_PATH", "").split(os.pathsep) if p and p not in sys.path)
     _equiv("x+1", "1+x")  # import sympy and warm the parser before reporting ready
+    fns = {_VERDICT: _verdict}  # loaded before "ready"
     out.write(b'{"ready": true}\n')
     out.flush()
     for line in sys.stdin.buffer:
         try:
             msg = json.loads(line)
-            ok = _verdict(msg["answer"], msg["refs"])
-        except Exception:
+        except ValueError:
             continue
-        out.write(json.dumps({"id": msg["id"], "ok": ok}).encode() + b"\n")
+        try:
+            if msg["fn"] not in fns:  # first call: import, then tell the parent to start the clock
+                fns[msg["fn"]] = _resolve(msg["fn"])
+                out.write(json.dumps({"loaded": msg["id"]}).encode() + b"\n")
+                out.flush()
+            reply = json.dumps({"id": msg["id"], "result": fns[msg["fn"]](*msg["args"])}, allow_nan=False)
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which decides
+            reply = json.dumps({"id": msg.get("id"), "error": f"{type(e).__name__}: {e}"[:500]})
+        out.write(reply.encode() + b"\n")
         out.flush()

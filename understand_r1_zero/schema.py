@@ -28,7 +28,13 @@ METRICS_REQUIRED = (
 )
 METRICS_OPTIONAL = ("train/kl", "actor/accuracy", "actor/response_len_truncated", "train/tokens",
                     "train/seq_tokens", "mem/peak_gib", "eval/average/accuracy",
-                    # --algo mvar: the tracker's quantiles (used by this step, of this batch, after the update)
+                    # the sampler-learner mismatch audit (every step) and, with --tis_cap, its correction
+                    "mismatch/logprob_abs_diff", "mismatch/kl_k3", "mismatch/ratio_outside_frac", "mismatch/ratio_mean",
+                    "mismatch/ratio_max", "mismatch/tis_weight_mean", "mismatch/tis_cut_frac",
+                    # DAPO's dynamic sampling: groups dropped (all ranks), extra rounds drawn
+                    "actor/dynamic_dropped", "actor/dynamic_filled", "actor/dynamic_rounds",
+                    # An algorithm's tracker (losses.Algorithm.tracker) logs what it returns from update(),
+                    # named <algo>/...; --algo mvar: its quantiles (used by this step, of this batch, after the update)
                     "mvar/q_alpha_used", "mvar/q_alpha_batch", "mvar/q_alpha_tracked",
                     "mvar/q_beta_used", "mvar/q_beta_batch", "mvar/q_beta_tracked", "mvar/score_mean")
 EVAL_KEY = re.compile(r"^eval/(?P<bench>[^/]+)/(?P<metric>accuracy|response_len|formatted_frac)$")

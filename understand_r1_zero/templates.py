@@ -9,7 +9,8 @@ A template is three things (Dr. GRPO, arXiv 2503.20783, Sec. 3.1 studies their e
     ``"boxed"`` (last ``\\boxed{}``) or ``"answer_tag"`` (last ``<answer>..</answer>``
     after ``</think>``, a ``\\boxed{}`` inside it taking precedence).
 
-``qwen_math``, ``r1`` and ``no`` are the training templates of the paper. The rest are
+``qwen_math``, ``r1`` and ``no`` are the training templates of the paper; ``countdown`` is
+TinyZero's prompt for the Countdown task (``understand_r1_zero.countdown``). The rest are
 evaluation-only baselines, as in understand-r1-zero's ``evaluate_model.py``.
 """
 
@@ -50,6 +51,18 @@ def _r1(q: str) -> str:
         "</think> and answer is enclosed within <answer> </answer> tags, respectively, i.e., "
         "<think> reasoning process here </think> <answer> answer here </answer>.\nUser: "
         + q + "\nAssistant: <think>"
+    )
+
+
+def _countdown(q: str) -> str:
+    # TinyZero's base-model prompt for Countdown (verl/examples/data_preprocess/countdown.py),
+    # word for word: lower-case "user"/"assistant", and the response starts inside <think>.
+    return (
+        "A conversation between User and Assistant. The user asks a question, and the Assistant "
+        "solves it. The assistant first thinks about the reasoning process in the mind and then "
+        "provides the user with the answer.\nUser: " + q + " Show your work in <think> </think> "
+        "tags. And return the final answer in <answer> </answer> tags, for example <answer> "
+        "(1 + 2) / 3 </answer>.\nAssistant: Let me solve this step by step.\n<think>"
     )
 
 
@@ -113,6 +126,7 @@ TEMPLATES: dict[str, Template] = {
         Template("qwen_math", _qwen_math, _CHAT_STOPS, False, BOXED, True),
         Template("r1", _r1, ("</answer>",), True, ANSWER_TAG, True),
         Template("no", _no, _CHAT_STOPS, False, BOXED, True),
+        Template("countdown", _countdown, ("</answer>",), True, ANSWER_TAG, True),
         Template("prime_zero", _prime_zero, _CHAT_STOPS, False, BOXED, False),
         Template("open_reasoner_zero", _open_reasoner_zero, ("</answer>",), True, ANSWER_TAG, False),
         Template("llama_instruct", _llama_instruct, ("<|eot_id|>", "<|end_of_text|>"), False, BOXED, False),

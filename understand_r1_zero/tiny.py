@@ -33,12 +33,17 @@ _MATH_WORDS = (
 )
 
 
+CORPUS_TEMPLATES = ("qwen_math", "r1", "no", "prime_zero", "open_reasoner_zero", "llama_instruct", "r1_distill")
+
+
 def _corpus(n_lines: int = 4000, seed: int = 0) -> list[str]:
     """A small deterministic corpus: template texts plus arithmetic-style lines."""
     from .templates import TEMPLATES
 
     rng = random.Random(seed)
-    lines = [t.format("What is 12 + 34?") for t in TEMPLATES.values()]
+    # A fixed list, not every registered template: a template added later must not change the
+    # tokenizer (the demo's cached base model is keyed by its build config, not by this corpus).
+    lines = [TEMPLATES[n].format("What is 12 + 34?") for n in CORPUS_TEMPLATES]
     lines.append(_MATH_WORDS)
     ops = ["+", "-", "*"]
     for _ in range(n_lines):

