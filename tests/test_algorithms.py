@@ -171,11 +171,13 @@ def test_mvar_batch_score_std_reproduces_the_release():
 
 # ---------------------------------------------------------------- one CPU step each
 
-@pytest.mark.parametrize("algo", ["gspo", "cispo", "gfpo", "dapo", "gvpo"])
+@pytest.mark.parametrize("algo", ["gspo", "cispo", "gfpo", "dapo", "gvpo", "grpo+knobs"])
 def test_new_algorithm_trains_a_step(tiny_model_dir, tmp_path, algo):
     from understand_r1_zero import schema
 
-    flags = dict(algo=algo, pretrain=tiny_model_dir, eval_data="", rollout_batch_size=2, num_samples=4,
+    knobs = dict(clip_ratio_c=3.0, scale_rewards="batch") if algo.endswith("+knobs") else {}
+    algo = algo.split("+")[0]
+    flags = dict(algo=algo, **knobs, pretrain=tiny_model_dir, eval_data="", rollout_batch_size=2, num_samples=4,
                  micro_batch_size=4, train_batch_size=4, generate_max_length=10, max_steps=1,
                  save_path=tmp_path / "run", progress=False, grade_workers=0, learning_rate=1e-3)
     args = [x for k, v in flags.items() for x in (f"--{k}", str(v))]
@@ -316,3 +318,28 @@ def test_flags_an_algorithm_would_ignore_are_refused_and_old_runs_keep_their_std
     stored = {k: v for k, v in cfg.to_dict().items() if k != "mvar_std_of"}
     assert cfg.run_diff(stored) == ["--mvar_std_of 'advantage' -> 'score'"]
     assert from_flags(algo="mvar", mvar_std_of="advantage").run_diff(stored) == []
+
+
+def test_gvpo_reweights_before_every_update_at_the_current_policy():
+    """Learner._reweight: the first update of a multi-update step uses the pre-step logprobs; a
+    later one recomputes them at the current policy, so with --gvpo_anchor old the implicit reward
+    (current vs rollout policy) acts from the second update on."""
+    from types import SimpleNamespace
+
+    from understand_r1_zero.config import from_flags
+    from understand_r1_zero.learner import Learner
+
+    cfg = from_flags(algo="gvpo", num_samples=2, rollout_batch_size=1, gvpo_anchor="old", gvpo_beta=1.0)
+    old = [torch.tensor([-1.0, -1.0]), torch.tensor([-2.0])]  # pre-step: summed -2, -2
+    now = [torch.tensor([-0.5, -0.5]), torch.tensor([-2.0])]  # after an update: summed -1, -2
+    calls = []
+    stub = SimpleNamespace(algo=get_algorithm("gvpo"), cfg=cfg, engine=SimpleNamespace(module=None),
+                           logprobs=lambda model, samples, size: calls.append(1) or now)
+    centred = torch.tensor([0.5, -0.5])
+    first = Learner._reweight(stub, centred, [None, None], old, None, first=True)
+    close(first, centred)  # r = 0 against itself
+    assert calls == []  # the pre-step logprobs are reused, no extra forward
+    later = Learner._reweight(stub, centred, [None, None], old, None, first=False)
+    # r = beta * (now - old) = [1, 0], centred [0.5, -0.5]: w = c - (r - mean r) = [0, 0]
+    close(later, [0.0, 0.0])
+    assert calls == [1]

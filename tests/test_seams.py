@@ -116,8 +116,14 @@ class RecordingLearner:
 
 @pytest.fixture()
 def one_process_group():
+    """A one-process group for rl_step's collectives; the session's own (the in-process vLLM
+    engine starts one) when it already exists."""
     import torch.distributed as dist
 
+    if dist.is_initialized():
+        assert dist.get_world_size() == 1
+        yield
+        return
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     yield
     dist.destroy_process_group()
