@@ -48,6 +48,12 @@ def test_majority_vote_and_normalisation():
     assert majority_vote(["5", "4", "5"], [0, 1, 0]) == 0.0  # the majority is wrong
     assert majority_vote(["3", "4"], [0, 1]) == 0.0 and majority_vote(["4", "3"], [1, 0]) == 1.0  # tie: first seen
     assert majority_vote([None, None], [0, 0]) == 0.0
+    # by the grader's exact equivalence: 1/2, \frac{1}{2} and 0.5 are one answer (3 votes beat 2)
+    assert majority_vote(["3", "1/2", "\\frac{1}{2}", "3", "0.5"], [0, 1, 1, 0, 1]) == 1.0
+    assert majority_vote(["0.4999", "3", "1/2", "3"], [0, 0, 1, 0]) == 0.0  # 0.4999 is not 1/2: "3" wins 2-1
+    assert majority_vote(["3", "\\frac{6}{2}", "2", "2"], [1, 1, 0, 0]) == 1.0  # 2-2 tie: the class seen first
+    assert majority_vote(["2", "2", "3", "\\frac{6}{2}"], [0, 0, 1, 1]) == 0.0  # ... whichever it is
+    assert majority_vote(["x=5", "5", "6", "6"], [1, 1, 0, 0]) == 1.0  # "x = 5" is the answer 5
     assert normalize_answer("\\dfrac{1}{2}") == normalize_answer("\\frac{1}{2}")
     assert normalize_answer("$1,000$") == "1000" and normalize_answer("(1,2)") == "(1,2)"
     assert normalize_answer("\\left( 3, \\frac{\\pi}{2} \\right)") == "(3,\\frac{\\pi}{2})"

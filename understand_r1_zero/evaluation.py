@@ -60,8 +60,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def normalize_answer(answer) -> str | None:
     """String-level normalisation for voting: whitespace, ``$``, ``\\left``/``\\right``, spacing
     commands, ``\\dfrac``/``\\tfrac``, ``\\text{}``, degrees and percent signs go, case folds, and a
-    plain number is written canonically (``0.50`` -> ``0.5``, ``1,000`` -> ``1000``). Known gap:
-    ``1/2`` and ``\\frac{1}{2}`` still vote separately (no symbolic equivalence here)."""
+    plain number is written canonically (``0.50`` -> ``0.5``, ``1,000`` -> ``1000``). The first
+    step of ``majority_vote``'s grouping (which then merges ``1/2`` and ``\\frac{1}{2}``)."""
     if answer is None:
         return None
     s = str(answer)
@@ -82,19 +82,42 @@ def normalize_answer(answer) -> str | None:
     return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
 
 
+MAX_VOTE_CLASSES = 256  # distinct answers compared pairwise when voting (beyond: string classes only)
+
+
+def _same_answer(a: str, b: str) -> bool:
+    """The grader's exact in-process check, both ways (exact rationals, string canon, choice
+    letters, text; never sympy, so a vote costs microseconds per pair)."""
+    from .math_grader import _verdict_fast
+
+    return _verdict_fast(a, [b]) is True and _verdict_fast(b, [a]) is True
+
+
 def majority_vote(answers: list, rewards: list[float]) -> float:
-    """maj@n for one problem: group the samples by ``normalize_answer`` of their extracted answer
-    (samples with no answer do not vote), take the largest group -- a tie goes to the group seen
-    first, so the result is deterministic -- and score it by the mean reward of its samples (0 or 1
-    unless normalisation merged answers the grader judged differently). No votes -> 0."""
-    groups: dict[str, list[float]] = {}  # insertion order = order of first appearance
+    """maj@n for one problem: group the samples by their extracted answer's equivalence class
+    (samples with no answer do not vote), take the largest class -- a tie goes to the class seen
+    first, so the result is deterministic -- and score it by the mean reward of its samples.
+
+    Classes: first ``normalize_answer``'s string key, then string classes merge, in order of first
+    appearance, into the first earlier class whose first answer the grader's exact check judges
+    equal both ways (``_same_answer``): ``1/2``, ``\\frac{1}{2}`` and ``0.5`` vote as one, ``0.4999``
+    does not. Forms only sympy could equate (``\\sqrt{8}`` vs ``2\\sqrt{2}``) still vote
+    separately: the check is bounded, at most ``MAX_VOTE_CLASSES`` distinct answers. No votes -> 0."""
+    by_key: dict[str, list] = {}  # insertion order = order of first appearance
     for a, r in zip(answers, rewards):
         key = normalize_answer(a)
         if key is not None:
-            groups.setdefault(key, []).append(float(r))
-    if not groups:
+            by_key.setdefault(key, [str(a), []])[1].append(float(r))
+    if not by_key:
         return 0.0
-    winner = max(groups.values(), key=len)  # max() keeps the first of equal-length groups
+    classes: list[list] = []  # [first answer, rewards]
+    for first, rs in by_key.values():
+        home = next((c for c in classes if len(by_key) <= MAX_VOTE_CLASSES and _same_answer(c[0], first)), None)
+        if home is None:
+            classes.append([first, list(rs)])
+        else:
+            home[1].extend(rs)
+    winner = max((c[1] for c in classes), key=len)  # max() keeps the first of equal-size classes
     return float(np.mean(winner))
 
 
