@@ -168,16 +168,22 @@ def build_models(cfg, resume, rank, world, device, tpl, questions, eval_tasks):
     return learner, actor
 
 
-def rollout_metrics(flat, rewards, correct, truncated, formatted, device) -> dict:
+def trained_reward(cfg, sample, reward: float) -> float:
+    """The reward the advantages see: 0 for a truncated response under --truncated zero_reward
+    (the Dr. GRPO paper: a truncated response earns nothing), the grade otherwise."""
+    return 0.0 if cfg.truncated == "zero_reward" and sample.truncated else float(reward)
+
+
+def rollout_metrics(lengths, rewards, correct, truncated, formatted, device) -> dict:
     """``actor/*`` means over every rank's responses, from named sums reduced in one call."""
     import torch
 
     from understand_r1_zero.learner import all_reduce_sums
 
-    lens = torch.tensor([len(s.response_ids) for s in flat], dtype=torch.float64)  # [N]
+    lens = lengths.to(torch.float64)  # [N]
     ok = correct > 0  # [N]
     S = all_reduce_sums({
-        "n": len(flat), "reward": rewards.sum(), "formatted": formatted.sum(), "correct": ok.sum(),
+        "n": len(lens), "reward": rewards.sum(), "formatted": formatted.sum(), "correct": ok.sum(),
         "incorrect": (~ok).sum(), "truncated": truncated.sum(), "len": lens.sum(),
         "len_correct": (lens * ok).sum(), "len_incorrect": (lens * ~ok).sum(),
         "len_truncated": (lens * truncated).sum()}, device)
@@ -250,8 +256,7 @@ def dynamic_sampling(p: Parts, step, order, batch, flat, graded, questions, answ
 
     def groups(b, fl, gr):  # (prompt index, its G samples, their grades), and whether it is informative
         out = [(b[k], fl[k * G:(k + 1) * G], gr[k * G:(k + 1) * G]) for k in range(len(b))]
-        zero = cfg.truncated == "zero_reward"
-        return [(g, len({0.0 if zero and s.truncated else r for s, (r, _) in zip(g[1], g[2])}) > 1) for g in out]
+        return [(g, len({trained_reward(cfg, s, r) for s, (r, _) in zip(g[1], g[2])}) > 1) for g in out]
 
     kept, spare, extra_gen, extra_grade, done = [], [], 0.0, 0.0, 0
     for g, informative in groups(batch, flat, graded):
@@ -293,11 +298,9 @@ def rl_step(p: Parts, step: int, batch: list[int], questions, answers, order=Non
         p.actor.sleep()  # asleep only while the learner updates
     qs, refs = [questions[i] for i in batch], [answers[i] for i in batch]
     trunc = torch.tensor([s.truncated for s in flat], dtype=torch.bool)  # [N]
-    rewards = torch.tensor([r for r, _ in graded], dtype=torch.float32)  # [N]
-    correct = rewards.clone()  # [N]; correct means reward > 0, as in evaluation (rewards.py)
+    correct = torch.tensor([r for r, _ in graded], dtype=torch.float32)  # [N]; correct: reward > 0 (rewards.py)
+    rewards = torch.tensor([trained_reward(cfg, s, r) for s, (r, _) in zip(flat, graded)], dtype=torch.float32)
     formatted = torch.tensor([float(info.get("formatted", False)) for _, info in graded], dtype=torch.float64)
-    if cfg.truncated == "zero_reward":  # Dr. GRPO paper: a truncated response earns nothing
-        rewards[trunc] = 0.0
     loss_mask = (~trunc).float() if cfg.truncated == "mask" else torch.ones(len(flat))  # [N]
     lengths = torch.tensor([len(s.response_ids) for s in flat])  # [N]
     if p.algo.shape_rewards is not None:  # e.g. DAPO's overlong punishment
@@ -324,7 +327,7 @@ def rl_step(p: Parts, step: int, batch: list[int], questions, answers, order=Non
         dist.all_gather_object(every, rows)
         if p.rank == 0:
             schema.append_jsonl(schema.rollout_path(cfg.save_path, step), [r for rs in every for r in rs])
-    return {"step": step, **rollout_metrics(flat, rewards, correct, trunc, formatted, p.device), **tstats,
+    return {"step": step, **rollout_metrics(lengths, rewards, correct, trunc, formatted, p.device), **tstats,
             **tracker_row, **dyn_row, "time/generate_s": t_gen, "time/grade_s": t_grade, "time/train_s": t_train,
             "time/sync_s": t_sync}
 
