@@ -1,4 +1,5 @@
-"""Grader speed on MATH500: math-verify alone vs our reward_fn, and grade_batch throughput.
+"""Grader speed and accuracy: math-verify alone vs our reward_fn on MATH500 and on the external
+suite, and grade_batch throughput.
 
 Two workloads over the 500 reference solutions (they end in ``\\boxed{answer}``):
   * ``true``: each solution against its own answer (every grade should be 1);
@@ -12,6 +13,10 @@ Single process, one grade at a time:
 Then ``grade_batch`` with 1 and 2 worker processes (fresh pool, warmed first) over both
 MATH500 workloads, and over a synthetic ``sympy_only`` workload of unique identities that all
 need sympy (MATH500 items mostly resolve in-process, so it shows how the workers scale).
+The external suite (``grader_external/cases.jsonl``: 259 cases from the test suites of
+Math-Verify, NeMo-Skills, hendrycks/math, open-r1 and lighteval) gives accuracy and false
+positives of both graders, and per-case time (median, p99, max) of each, one case at a time
+with cold caches; the MATH500 workloads report the same per-case times for ours.
 Our caches are cleared before every timed pass, so repeated strings do not flatter us; each
 figure is the best of ``--repeats`` runs (the machine may be shared). ``agree`` is the fraction
 of items on which the two graders give the same verdict; ``sympy`` counts the items our cheap
@@ -38,6 +43,7 @@ from understand_r1_zero import math_grader as mg  # noqa: E402
 
 SHARED = os.environ.get("URZ_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
 DEFAULT_DATA = os.path.join(SHARED, "math500_solutions")
+DEFAULT_EXTERNAL = os.path.join(SHARED, "grader_external", "cases.jsonl")
 
 
 def load(path: str) -> tuple[list[str], list[str]]:
@@ -107,6 +113,45 @@ def sympy_only_items(seed: int, n: int) -> list[tuple[str, str]]:
     return out
 
 
+def per_case(grade, pairs) -> tuple[list[float], list[bool]]:
+    """(seconds, verdict) of each pair graded alone, our caches cleared before each one."""
+    times, verdicts = [], []
+    for sol, gold in pairs:
+        clear_caches()
+        t0 = time.perf_counter()
+        try:
+            v = bool(grade(sol, gold))
+        except Exception:  # math-verify raising on a case counts as not equal
+            v = False
+        times.append(time.perf_counter() - t0)
+        verdicts.append(v)
+    return times, verdicts
+
+
+def quantiles(times: list[float]) -> dict:
+    t = sorted(times)
+    return {"median_ms": 1000 * t[len(t) // 2], "p99_ms": 1000 * t[min(len(t) - 1, int(0.99 * len(t)))],
+            "max_ms": 1000 * t[-1]}
+
+
+def external_suite(path: str) -> dict | None:
+    """Accuracy, false positives and per-case time of both graders on the external suite."""
+    if not os.path.isfile(path):
+        return None
+    cases = [json.loads(line) for line in open(path)]
+    pairs = [(c["response"], c["gold"]) for c in cases]
+    ours = lambda sol, gold: mg.reward_fn(sol, gold)[0] == 1.0  # noqa: E731
+    out = {"n": len(cases)}
+    for name, grade in (("math_verify", math_verify_grade), ("ours", ours)):
+        per_case(grade, pairs[:20])  # warm-up
+        times, verdicts = per_case(grade, pairs)
+        out[name] = {"correct": sum(v == c["expect"] for v, c in zip(verdicts, cases)),
+                     "false_positives": sum(v and not c["expect"] for v, c in zip(verdicts, cases)),
+                     "missed": [c["id"] for v, c in zip(verdicts, cases) if c["expect"] and not v],
+                     **quantiles(times)}
+    return out
+
+
 def time_batch(pairs, warm, workers: int, repeats: int) -> dict:
     """grade_batch throughput on a fresh pool warmed with ``warm`` (the best of ``repeats``)."""
     def run():
@@ -127,6 +172,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=DEFAULT_DATA, help="MATH500 solutions (datasets.load_from_disk)")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "grader.json"))
+    ap.add_argument("--external", default=DEFAULT_EXTERNAL, help="the external suite (cases.jsonl)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the shuffled workload")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per figure (best is kept)")
     args = ap.parse_args()
@@ -151,7 +197,10 @@ def main() -> None:
                      "math_verify_scored_1": sum(mv) / len(mv), "ours_per_s": our_rate,
                      "ours_scored_1": sum(our) / len(our), "speedup": our_rate / mv_rate,
                      "verdicts_agree": sum(a == b for a, b in zip(mv, our)) / len(our),
-                     "needs_sympy": to_workers})
+                     "needs_sympy": to_workers, "ours_per_case": quantiles(per_case(ours, pairs)[0])})
+    both = [r["n"] / r["math_verify_per_s"] for r in rows], [r["n"] / r["ours_per_s"] for r in rows]
+    combined_speedup = sum(both[0]) / sum(both[1])  # all 1000 MATH500 items, one process
+    external = external_suite(args.external)
 
     math500 = workloads["true"] + workloads["shuffled"]
     warm = [(rf"\boxed{{{g}}}", r) for g, r in WARMUP] * 2
@@ -167,6 +216,18 @@ def main() -> None:
         print(f"{r['workload']:9} {r['n']:4d} {r['math_verify_per_s']:14.1f} "
               f"{r['math_verify_scored_1']:9.3f} {r['ours_per_s']:9.1f} {r['ours_scored_1']:9.3f} "
               f"{r['speedup']:7.1f}x {r['verdicts_agree']:6.3f} {r['needs_sympy']:6d}")
+    print(f"both workloads together: {combined_speedup:.1f}x math-verify")
+    for r in rows:
+        q = r["ours_per_case"]
+        print(f"ours per case, {r['workload']}: median {q['median_ms']:.3f} ms, p99 {q['p99_ms']:.2f} ms, "
+              f"max {q['max_ms']:.1f} ms")
+    if external is not None:
+        print(f"\nexternal suite ({external['n']} cases): grader, correct, false positives, per-case time")
+        for name in ("math_verify", "ours"):
+            e = external[name]
+            print(f"  {name:12} {e['correct']:4d}/{external['n']}  fp={e['false_positives']}  "
+                  f"median {e['median_ms']:.2f} ms  p99 {e['p99_ms']:.1f} ms  max {e['max_ms']:.1f} ms  "
+                  f"missed {e['missed']}")
     loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\ngrade_batch, fresh warmed pool, best of {args.repeats} (load average {loadavg:.1f} "
           f"on {os.cpu_count()} CPUs):")
@@ -177,7 +238,8 @@ def main() -> None:
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"single_process": rows, "grade_batch": batch, "seed": args.seed,
+        json.dump({"single_process": rows, "math500_speedup": combined_speedup, "external": external,
+                   "grade_batch": batch, "seed": args.seed,
                    "python": platform.python_version(), "cpu_count": os.cpu_count(),
                    "load_average": loadavg}, f, indent=2)
     print(f"\nwrote {args.out}")
