@@ -26,19 +26,25 @@ Equal (``is_equiv(given, reference)``)
     ``0.3333`` is not ``1/3``. Decimals are made exact before sympy sees them, so a rounded
     decimal never equals an irrational either (``1.414`` is not ``\sqrt2``).
   * expressions by value (sympy, via math-verify's LaTeX parser latex2sympy2_extended): the
-    difference is indistinguishable from zero (at about 150 digits) at four sample points
-    with mixed signs (one for a constant), and a certified nonzero value there, however
-    small, makes them unequal; only where a point cannot be evaluated does
-    ``simplify(a - b) == 0`` decide, on a small difference only (``_same_value``; simplify
-    took 7-11 s on two spellings of one nested radical). Powers and factorials evaluate (``2^{10}`` = ``1024``), ``i``
+    difference is indistinguishable from zero (read at 30 digits, confirmed at 150) at four
+    sample points with mixed signs, every variable its own value (one point for a
+    constant), and a certified nonzero value there makes them unequal; so a difference below
+    about 10^-150 of the terms counts as zero (``\sqrt{10^{400}+1}`` = ``10^{200}``). Where
+    a point cannot be evaluated, or either side has a piecewise function (floor, ceil, abs,
+    sign, mod, min, max: ``\lfloor x\rfloor+1`` and ``\lceil x\rceil`` agree at every
+    non-integer), only ``simplify(a - b) == 0`` makes them equal, on a small difference only
+    (``_same_value``; simplify took 7-11 s on two spellings of one nested radical). Powers and factorials evaluate (``2^{10}`` = ``1024``), ``i``
     is the imaginary unit, symbols are case-sensitive. Unevaluated sums, products, integrals
     and limits are equal only to the same expression up to argument order.
   * ``v = X`` (``v`` a single variable or ``f(x)``) equals ``X`` on either side; so does a
-    named quantity with a variable-free value: ``(p,q)=(3,2)``, ``|AB|=1``, ``V_1:V_2=11:21``,
-    ``\frac{NO}{BO}=..`` (but ``x+y=1`` is an equation, not ``1``). A list of assignments is
-    a list of solutions, one tuple per repetition of the names: ``p=5,q=2;p=7,q=2`` =
-    ``(5,2),(7,2)``, ``AB=4,CD=5`` = ``(4,5)`` (in that order); when both sides are named, the
-    names are matched (``y=2,x=1`` = ``x=1,y=2``). Two equations are equal up to a nonzero
+    named quantity with a variable-free value: a tuple of variables or a name in capitals,
+    ``(p,q)=(3,2)``, ``|AB|=1``, ``V_1:V_2=11:21``, ``\frac{NO}{BO}=..`` (but ``x+y=1``,
+    ``xy=6`` and ``|z|=1`` are equations, not ``1`` or ``6``). A list of assignments is a list
+    of solutions, one tuple per repetition of the names: ``p=5,q=2;p=7,q=2`` =
+    ``(5,2),(7,2)``; a named reference is ordered, ``AB=4,CD=5`` = ``(4,5)``, not ``5,4``;
+    one named solution given for an unnamed reference is a bare list (``x_1=3,x_2=2`` = the
+    roots ``2,3``); when both sides are named, the names are matched (``y=2,x=1`` =
+    ``x=1,y=2`` = ``(x,y)=(1,2)``). Two equations are equal up to a nonzero
     constant factor (lines and planes), so ``x=5`` is not ``y=5``.
   * ordered: ``(..)`` / ``[..]`` tuples and intervals, element by element, brackets must match
     (open vs closed ends). Unordered: ``\{..\}`` sets, bare comma lists (lists of solutions;
@@ -46,15 +52,17 @@ Equal (``is_equiv(given, reference)``)
     ``a+b, a-b``). A bare list against a ``( )`` tuple, either way round, is compared in
     order: ``(1,-2)`` = ``1,-2``, but ``(-2,1)`` (an ordered pair, or an interval) is not the
     solution list ``1,-2``. Only two unordered kinds compare unordered. A solution listed
-    twice counts once, unless the reference repeats one itself (then multiplicity counts).
+    twice counts once, unless the reference repeats one itself (then multiplicity counts);
+    a given list over twice the reference's length is unequal at once.
     Inequalities in one variable, its negative or its absolute value are intervals (``x>3``
     = ``x \gt 3`` = ``(3,\infty)``, ``-x>-1`` = ``x<1``, ``1\le|z|\le2`` = ``[-2,-1]\cup[1,2]``);
     ``x \in`` is dropped.
   * matrices (pmatrix / bmatrix / matrix / array) element by element; never equal to a tuple.
   * choice letters A-E: ``C`` = ``(C)`` = ``\text{(C)}`` = ``c`` = ``\textbf{(C)}\ 12`` =
     ``C. x = 42``; the reference decides that the answer is a letter, and then only the same
-    letter counts. A reference that is a letter with its text (``C. x = 42``, ``(C) 12``)
-    accepts the letter or the text.
+    letter counts; an answer naming several letters (``(A),(B)``, ``A. B. C.``) names none.
+    A reference that is a letter with its math (``C. x = 42``, ``(C) 12``) accepts the letter
+    or the math; ``E. coli`` is a text answer, not a choice.
   * text answers (letters only, a run of at least two) case-insensitively, ignoring spaces
     and full stops: ``\text{East}`` = ``east``. A text answer never equals a non-text one.
   * base subscripts are dropped (``204_5`` = ``204``): the digits must match; the same number
@@ -84,7 +92,9 @@ the one policy we decline (those cases were left out of the suite as policy-depe
 from __future__ import annotations
 
 import atexit
+import cmath
 import json
+import math
 import os
 import re
 import subprocess
@@ -315,6 +325,24 @@ _RE_REPEAT = re.compile(r"([+-]?)(\d*)\.(\d*)\\overline\{(\d+)\}")
 _RE_CHOICE_REF = re.compile(r"\(?([A-E])\)?")
 _RE_CHOICE = re.compile(r"\(?([A-Ea-e])\)?|\(([A-Ea-e])\).*|([A-E])\..*")  # "(C)", "C", "\textbf{(C)}\ 12", "C. 12"
 _RE_CHOICE_TEXT = re.compile(r"\(([A-E])\)(.+)|([A-E])\.(.+)")  # a reference "C. x = 42" or "(C) 12"
+_RE_CHOICE_MARK = re.compile(r"\([A-Ea-e]\)|(?<![A-Za-z\\])[A-E]\.")  # "(C)", "C." anywhere
+
+
+def _choice(g: str) -> str | None:
+    """The one choice letter a given answer names (``C``, ``(c)``, ``(C) 12``, ``C. x = 42``);
+    None if it names none, or several (a hedge such as ``(A),(B),(C)`` or ``A. B. C.``)."""
+    c = _RE_CHOICE.fullmatch(g)
+    if c is None or len(_RE_CHOICE_MARK.findall(g)) > 1:
+        return None
+    return (c[1] or c[2] or c[3]).upper()
+
+
+def _choice_text(r: str):
+    """A reference that is a letter with its option text (``C. x = 42``, ``(C) 12``): the
+    match, or None. The text must hold math (a digit, ``=`` or a command), so ``E. coli`` and
+    ``A.P.`` are text answers, not choices."""
+    m = _RE_CHOICE_TEXT.fullmatch(r)
+    return m if m is not None and re.search(r"[\d=\\]", m[2] or m[4]) else None
 _RE_TEXT = re.compile(r"[A-Za-z][A-Za-z' .\-]*")
 _VAR = r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?(?:\([A-Za-z]\))?"
 _RE_VAR = re.compile(_VAR)
@@ -362,10 +390,15 @@ _NAME_PARTS = re.compile(r"\\(?:frac|angle|measuredangle|overline|triangle|wideh
 
 
 def _is_name(s: str) -> bool:
-    r"""A named quantity that is not a single variable: ``(p,q)``, ``|AB|``, ``AB``, ``A:B``,
-    ``V_1:V_2``, ``\frac{NO}{BO}``, ``\angle ABC``: letters, subscripts and those marks only
-    (no digits, operators or functions, so ``x+y``, ``2x`` and ``\sin x`` are not names)."""
-    return re.fullmatch(r"[A-Za-z]+", _NAME_PARTS.sub("", s)) is not None
+    r"""A named quantity that is not a single variable: a tuple of variables ``(p,q)``, or a
+    geometric name in capitals (``|AB|``, ``AB``, ``A:B``, ``V_1:V_2``, ``\frac{NO}{BO}``,
+    ``\angle ABC``: points, subscripts and those marks only). Lower-case products and
+    functions are equations, not names: ``xy=6`` is a hyperbola and ``|z|=1`` a circle, so
+    neither equals ``6`` or ``1``; nor do ``x+y``, ``2x`` or ``\sin x`` name anything."""
+    b = _brackets(s)
+    if b is not None and b[0] == "(" and len(items := _split_top(b[1], ",")) > 1:
+        return all(_RE_VAR.fullmatch(it) for it in items)
+    return re.fullmatch(r"[A-Z]+", _NAME_PARTS.sub("", s)) is not None
 
 
 def _assignment_rhs(s: str) -> str | None:
@@ -383,11 +416,17 @@ def _assignment_rhs(s: str) -> str | None:
     return None
 
 
-def _named_values(s: str) -> tuple[list[str], list[str]] | None:
-    """``p=5,q=2,p=7,q=2`` -> ``(["p","q"], ["(5,2)","(7,2)"])``: a list of assignments whose
+def _named_values(s: str) -> tuple[list[str], list[list[str]]] | None:
+    """``p=5,q=2,p=7,q=2`` -> ``(["p","q"], [["5","2"],["7","2"]])``: a list of assignments whose
     names repeat in one order is a list of solutions, one tuple each (``AB=4,CD=5`` is one
-    solution, ``(4,5)``; ``x=1,x=2`` is two, ``1`` and ``2``). None for anything else."""
+    solution, ``(4,5)``; ``x=1,x=2`` is two, ``1`` and ``2``); ``(x,y)=(2,1)`` names each
+    value of its tuple. None for anything else."""
     items = _split_top(s, ",")
+    if len(items) == 1 and len(parts := _split_top(s, "=")) == 2:  # (x,y)=(2,1)
+        ln, rv = _brackets(parts[0]), _brackets(parts[1])
+        if ln and rv and ln[0] == rv[0] == "(" and _is_name(parts[0]):
+            names, values = _split_top(ln[1], ","), _split_top(rv[1], ",")
+            return (names, [values]) if len(names) == len(values) else None
     if len(items) < 2:
         return None
     pairs = [(it.split("=", 1)[0], _assignment_rhs(it)) for it in items]
@@ -408,8 +447,10 @@ def _values_str(groups: list[list[str]]) -> str:
 
 def _unname(g: str, r: str) -> tuple[str, str]:
     """Assignments become their values (``_named_values``), the names matched when both sides
-    are named (``y=2,x=1`` = ``x=1,y=2``); a whole list under one name loses it
-    (``(x,y)=(5,8),(8,5)``, ``x=1,2``)."""
+    are named (``y=2,x=1`` = ``x=1,y=2`` = ``(x,y)=(1,2)``); a whole list under one name loses
+    it (``(x,y)=(5,8),(8,5)``, ``x=1,2``). A named reference is a tuple (``AB=4,CD=5`` is
+    ``(4,5)``, in that order); one named solution given against an unnamed reference is a
+    bare list, so the reference's kind decides the order (``x_1=3,x_2=2`` = roots ``2,3``)."""
     ng, nr = _named_values(g), _named_values(r)
     if ng is not None and nr is not None:
         if ng[0] != nr[0]:
@@ -418,7 +459,8 @@ def _unname(g: str, r: str) -> tuple[str, str]:
             order = [ng[0].index(n) for n in nr[0]]
             ng = nr[0], [[grp[i] for i in order] for grp in ng[1]]
         return _values_str(ng[1]), _values_str(nr[1])
-    g = _values_str(ng[1]) if ng is not None else g
+    if ng is not None:
+        g = ",".join(ng[1][0]) if len(ng[1]) == 1 else _values_str(ng[1])
     r = _values_str(nr[1]) if nr is not None else r
     if "=" not in r and len(_split_top(g, "=")) == 2 and (v := _assignment_rhs(g)) and len(_split_top(v, ",")) > 1:
         g = v
@@ -444,10 +486,9 @@ def _fast_one(g: str, r: str) -> bool | None:
     if fg is not None and fr is not None:
         return fg == fr
     if m := _RE_CHOICE_REF.fullmatch(r):
-        c = _RE_CHOICE.fullmatch(g)
-        return c is not None and (c[1] or c[2] or c[3]).upper() == m[1]
-    if (m := _RE_CHOICE_TEXT.fullmatch(r)) and (c := _RE_CHOICE.fullmatch(g)):
-        return (c[1] or c[2] or c[3]).upper() == (m[1] or m[3])
+        return _choice(g) == m[1]
+    if (m := _choice_text(r)) and (c := _choice(g)):
+        return c == (m[1] or m[3])
     if _is_text(r) or _is_text(g):
         return _text_key(g) == _text_key(r)
     return None
@@ -533,9 +574,9 @@ def _distinct(items: list[str], depth: int) -> list[str]:
 def _unordered(gs: list[str], rs: list[str], depth: int) -> bool:
     """A perfect matching under equivalence (greedy is exact: equivalence is transitive).
     A solution listed twice counts once, unless the reference itself repeats one (then it
-    is a multiset: roots with multiplicity)."""
-    if len(gs) > len(rs) and len(_distinct(rs, depth)) == len(rs):
-        gs = _distinct(gs, depth)
+    is a multiset: roots with multiplicity), and only up to twice the reference's length."""
+    if len(rs) < len(gs) <= 2 * len(rs) and len(_distinct(rs, depth)) == len(rs):
+        gs = _distinct(gs, depth)  # bounded: a given list over twice as long is wrong at once
     if len(gs) != len(rs):
         return False
     free = list(gs)
@@ -603,10 +644,14 @@ def _inequality_interval(s: str) -> str | None:
     p = [x.strip() for x in _REL_SPLIT.split(s)]
     if len(p) not in (3, 5) or not all(p[::2]):
         return None
-    is_var = lambda t: bool(_RE_VAR.fullmatch(t) or _ABS_VAR.fullmatch(t) or  # noqa: E731
-                            (t.startswith("-") and _RE_VAR.fullmatch(t[1:])))
-    if len(p) == 3 and is_var(p[2]) and not is_var(p[0]):
-        p = [p[2], _FLIP[p[1]], p[0]]
+    def plain(t: str) -> bool:
+        return bool(_RE_VAR.fullmatch(t)) and t not in ("\\pi", "\\infty")
+
+    def is_var(t: str) -> bool:  # x, -x or |x|
+        return plain(t) or plain(t[1:] if t.startswith("-") else t.strip("|") if _ABS_VAR.fullmatch(t) else "")
+
+    if len(p) == 3 and is_var(p[2]) and (not is_var(p[0]) or (plain(p[2]) and not plain(p[0]))):
+        p = [p[2], _FLIP[p[1]], p[0]]  # "3<x", "-a<x": the variable goes left
     if len(p) == 5 and p[1] in (">", "\\ge") and p[3] in (">", "\\ge"):
         p = [p[4], _FLIP[p[3]], p[2], _FLIP[p[1]], p[0]]
     lo = hi = None  # (bound, closed)
@@ -624,6 +669,8 @@ def _inequality_interval(s: str) -> str | None:
         lo, hi = ((_negate(hi[0]), hi[1]) if hi else None), ((_negate(lo[0]), lo[1]) if lo else None)
     if not v.startswith("|"):
         return _interval(lo, hi)
+    if any(b is not None and (f := _as_fraction(b[0])) is not None and f < 0 for b in (lo, hi)):
+        return None  # |x| < -1 is empty, |x| > -1 everything: not read as intervals
     if lo is None:  # |x| < b
         return _interval((_negate(hi[0]), hi[1]), hi)
     neg_lo = (_negate(lo[0]), lo[1])
@@ -670,7 +717,7 @@ def _equiv(g: str, r: str, depth: int = 0) -> bool:
         return fast
     if depth > 8:
         return False
-    if m := _RE_CHOICE_TEXT.fullmatch(r):  # "C. x = 42": the letter (decided above) or the text
+    if m := _choice_text(r):  # "C. x = 42": the letter (decided above) or the text
         return _equiv(g, m[2] or m[4], depth + 1)
     g, r = _unname(*map(_set_notation, (g, r)))
     if g == r:
@@ -738,8 +785,8 @@ def _exact_decimals(s: str) -> str:
     return _DECIMAL.sub(lambda m: frac(Fraction(m[1] + "." + m[2])), s)
 
 
-_POINTS = [(34, 55), (99, 70), (193, 71), (17, 23), (61, 37), (29, 41)]
-_DIGITS = 30  # precision asked of each evaluation; zero is "not distinguishable" at sympy's maximum
+_DIGITS = 30  # precision asked of each evaluation
+_CONFIRM_DIGITS = 150  # a value that reads zero is evaluated again at this precision
 _SIMPLIFY_MAX_OPS = 40  # the symbolic fallback's budget (sympy.count_ops of a - b)
 
 
@@ -763,21 +810,25 @@ def _parse(s: str):
 
 def _zero_at(e, at: dict) -> bool | None:
     """Whether ``e`` vanishes at the point ``at``: False if sympy's adaptive evaluation
-    certifies a nonzero value (to ``_DIGITS`` digits, however small: ``10^{-80}`` is not 0),
-    True if it cannot tell the value from zero even at its maximum working precision (about
-    150 digits: ``evalf(strict=True)`` raises PrecisionExhausted), None if ``e`` has no
-    numeric value there (an unknown function, a pole)."""
+    certifies a nonzero value (``10^{-80}`` is not 0), True if the value cannot be told from
+    zero at ``_DIGITS`` digits and again at ``_CONFIRM_DIGITS`` (``evalf(strict=True)``
+    raises PrecisionExhausted, or gives 0: ``\\ln(1+10^{-35})`` reads 0 at 30 digits, not at
+    150), None if ``e`` has no numeric value there (an unknown function, a pole). A
+    difference below about 10^-150 of the terms' size therefore counts as zero."""
     from sympy.core.evalf import PrecisionExhausted
 
-    try:
-        v = e.evalf(_DIGITS, subs=at, strict=True)
-    except PrecisionExhausted:
-        return True
-    except Exception:
-        return None
-    if not v.is_number or v.has(*_NON_FINITE()):
-        return None
-    return v == 0
+    for digits in (_DIGITS, _CONFIRM_DIGITS):
+        try:
+            v = e.evalf(digits, subs=at, strict=True)
+        except PrecisionExhausted:
+            continue
+        except Exception:
+            return None
+        if not v.is_number or v.has(*_NON_FINITE()):
+            return None
+        if v != 0:
+            return False
+    return True
 
 
 def _NON_FINITE():
@@ -789,14 +840,37 @@ def _NON_FINITE():
 _SIGNS = [lambda i: 1, lambda i: -1, lambda i: (-1) ** i, lambda i: -(-1) ** i]
 
 
+@lru_cache(maxsize=None)
+def _point_value(i: int, k: int) -> tuple[int, int]:
+    """A fixed non-integer rational in (0.01, 100) for variable ``i`` at point ``k``, drawn once
+    from a seeded generator, so no two variables share values (``x_1`` vs ``x_7``)."""
+    import random
+
+    rng = random.Random(f"urz-point-{i}-{k}")
+    while True:
+        p, q = rng.randint(11, 997), rng.randint(11, 997)
+        if p % q:
+            return p, q
+
+
 def _sample_points(symbols: list) -> list[dict]:
     """Four points for variables: all positive, all negative, then alternating signs both
     ways (``\\sqrt{x^2}`` is ``|x|``, not ``x``; ``\\sqrt{x}\\sqrt{y}`` is not ``\\sqrt{xy}``);
     one (empty) point for constants."""
     import sympy
 
-    return [{x: sign(i) * sympy.Rational(*_POINTS[(i + k) % len(_POINTS)]) for i, x in enumerate(symbols)}
+    return [{x: sign(i) * sympy.Rational(*_point_value(i, k)) for i, x in enumerate(symbols)}
             for k, sign in enumerate(_SIGNS if symbols else [])] or [{}]
+
+
+def _piecewise(*exprs) -> bool:
+    """Functions that numbers at a few points cannot pin down (floor+1 and ceil agree at every
+    non-integer; |x-5| and 5-x wherever x < 5): for these a match at the points needs a proof."""
+    import sympy
+
+    kinds = (sympy.floor, sympy.ceiling, sympy.frac, sympy.Abs, sympy.sign, sympy.Mod, sympy.Min,
+             sympy.Max, sympy.Piecewise, sympy.Heaviside)
+    return any(e.has(*kinds) for e in exprs)
 
 
 def _zero_everywhere(d) -> bool | None:
@@ -815,14 +889,15 @@ def _same_value(a, b) -> bool:
     """Exact equality of two sympy expressions, bounded in cost.
 
     Decided numerically where the difference can be evaluated: it must be indistinguishable
-    from zero at four points with mixed signs (one for a constant), and any certified
-    nonzero value there, however small, makes the two unequal (``_zero_at``). For
+    from zero at four points with mixed signs, each variable its own value (one point for a
+    constant), and a certified nonzero value there makes the two unequal (``_zero_at``). For
     polynomials and rational functions a nonzero difference vanishing at those points would
-    be a contrived coincidence; for constants (nested radicals) zero is tested to about 150
+    be a contrived coincidence; for constants (nested radicals) zero is confirmed at 150
     digits. Rounded decimals are made exact before this, so ``1.414`` still differs from
-    ``\\sqrt2``. Only where some point has no value does sympy try a proof (``simplify`` of
-    the difference), and only when that difference is small (``_SIMPLIFY_MAX_OPS``); a bigger
-    one is unequal. simplify took 7-11 s on two spellings of one nested radical; this takes ms.
+    ``\\sqrt2``. Where some point has no value, or a piecewise function is involved
+    (``_piecewise``), agreement is not enough: sympy must prove it (``simplify`` of the
+    difference), and only when that difference is small (``_SIMPLIFY_MAX_OPS``); a bigger one
+    is unequal. simplify took 7-11 s on two spellings of one nested radical; this takes ms.
     """
     import sympy
 
@@ -830,7 +905,7 @@ def _same_value(a, b) -> bool:
         return True
     d = a - b
     numeric = _zero_everywhere(d)
-    if numeric is not None:
+    if numeric is False or (numeric is True and not _piecewise(a, b)):
         return numeric
     try:
         if sympy.count_ops(d) > _SIMPLIFY_MAX_OPS:
@@ -867,17 +942,23 @@ def _principal(v: complex) -> complex:
     return complex(v.real + 0.0, v.imag + 0.0)
 
 
+_EPS = 1e-15  # relative rounding of one float operation (with margin: doubles give 1.1e-16)
+
+
 class _QuickValue:
     r"""A float reading of plain LaTeX (numbers, ``+ - \cdot \times /``, ``\frac``, ``\sqrt``,
     ``\pi``, ``i``, ``^``, brackets, implicit products such as ``3\sqrt{13}`` or ``2k``, and
     single-letter variables at one fixed value each), used only to reject: two expressions
-    equal as functions are equal at every point, so values far apart (relative to the
-    largest intermediate magnitude, so float cancellation cannot fake a difference) prove
-    them unequal without parsing either side for sympy. Anything else (``e``, ``E``, ``I``, a
-    function ``f(x)``, a command such as ``\cot``, ``2\frac12``, a big exponent) reads as None."""
+    equal as functions are equal at every point, so values further apart than their error
+    bounds prove them unequal without parsing either side for sympy. Every value carries an
+    absolute error bound, propagated through each operation (cancellation in a denominator,
+    ``\frac{1}{\sqrt{10^{14}+1}-10^7}``, widens it rather than faking a difference). Anything
+    else reads as None: ``e``, ``E``, ``I``, a function ``f(x)``, a command such as ``\cot``,
+    ``2\frac12``, a big exponent, and a term mixing ``/`` with an implicit product (``1/2x``:
+    latex2sympy reads 1/(2x))."""
 
     def __init__(self, s: str):
-        self.toks, self.i, self.scale = [], 0, 1.0
+        self.toks, self.i = [], 0
         pos = 0
         for m in _QUICK_TOKEN.finditer(s):
             if m.start() != pos:
@@ -897,71 +978,91 @@ class _QuickValue:
         self.i += 1
         return t
 
-    def note(self, v: complex) -> complex:
-        if v != v or abs(v) > 1e100:
+    @staticmethod
+    def num(v: complex, err: float) -> tuple[complex, float]:
+        if v != v or abs(v) > 1e100 or err != err:
             raise ValueError(v)
-        self.scale = max(self.scale, abs(v))
-        return v
+        return v, err + _EPS * abs(v)
 
-    def expr(self) -> complex:
-        v = self.term()
+    def expr(self):
+        v, e = self.term()
         while self.peek() in ("+", "-"):
-            v = self.note(v + self.term() if self.take() == "+" else v - self.term())
-        return v
+            sign = 1 if self.take() == "+" else -1
+            w, f = self.term()
+            v, e = self.num(v + sign * w, e + f)
+        return v, e
 
-    def term(self) -> complex:
-        v = self.unary()
+    def term(self):
+        (v, e), slash, implicit = self.unary(), False, False
         while True:
             t = self.peek()
             if t in ("\\cdot", "\\times", "*", "/"):
                 self.take()
-                w = self.unary()
-                v = self.note(v / w if t == "/" else v * w)
+                (w, f), slash = self.unary(), slash or t == "/"
             elif t in ("\\sqrt", "\\pi", "(", "\\frac") or t.isalpha():  # implicit product: 3\sqrt{13}, 2k
                 if t == "\\frac" and self.toks[self.i - 1][0].isdigit():
                     raise ValueError("2\\frac12 is a mixed number or a product")
-                v = self.note(v * self.power())
+                (w, f), implicit = self.power(), True
             else:
-                return v
+                return v, e
+            if slash and implicit:
+                raise ValueError("1/2x: latex2sympy reads 1/(2x)")
+            v, e = self.div(v, e, w, f) if t == "/" else self.num(v * w, abs(v) * f + abs(w) * e + e * f)
 
-    def unary(self) -> complex:
+    def div(self, v, e, w, f):
+        if abs(w) <= 2 * f:
+            raise ValueError("the divisor is not told from 0")
+        q = v / w
+        return self.num(q, (e + abs(q) * f) / (abs(w) - f))
+
+    def unary(self):
         if self.peek() in ("+", "-"):
-            return -self.unary() if self.take() == "-" else self.unary()
+            neg = self.take() == "-"
+            v, e = self.unary()
+            return (-v, e) if neg else (v, e)
         return self.power()
 
-    def power(self) -> complex:
-        v = self.atom()
+    def power(self):
+        v, e = self.atom()
         if self.peek() == "^":
             self.take()
-            e = self.atom() if self.peek() != "{" else self.braced()
-            if e.imag or abs(e.real) > 100:
-                raise ValueError(e)
-            v = self.note(_principal(v) ** e.real)
-        return v
+            x, xe = self.atom() if self.peek() != "{" else self.braced()
+            if x.imag or abs(x.real) > 100:
+                raise ValueError(x)
+            v, e = self.pow(v, e, x.real, xe)
+        return v, e
 
-    def braced(self) -> complex:
+    def pow(self, v, e, x: float, xe: float = 0.0):
+        if abs(v) <= 2 * e:
+            raise ValueError("the base is not told from 0")
+        w = _principal(v) ** x
+        # |w|((1 + rel)^|x| - 1) for the base's error, |w| |log v| xe for the exponent's
+        return self.num(w, abs(w) * (((1 + e / (abs(v) - e)) ** abs(x)) - 1)
+                        + abs(w) * abs(cmath.log(_principal(v))) * xe)
+
+    def braced(self):
         self.take("{")
         v = self.expr()
         self.take("}")
         return v
 
-    def atom(self) -> complex:
+    def atom(self):
         t = self.take()
         if t[0].isdigit() or t[0] == ".":
-            return self.note(complex(float(t)))
+            return self.num(complex(float(t)), 0.0)
         if t == "\\pi":
-            return complex(3.141592653589793)
+            return self.num(complex(math.pi), 0.0)
         if t == "i":
-            return 1j
+            return 1j, 0.0
         if t.isalpha():
             if self.peek() == "(":
                 raise ValueError("f(x) may be a function")
-            return complex(0.6180339887 + 0.1732050808 * ((ord(t) * 13) % 29))
+            return complex(0.6180339887 + 0.1732050808 * ((ord(t) * 13) % 29)), 0.0
         if t == "\\sqrt":
-            return self.note(_principal(self.braced()) ** 0.5)
+            return self.pow(*self.braced(), 0.5)
         if t == "\\frac":
-            a = self.braced()
-            return self.note(a / self.braced())
+            a, b = self.braced(), self.braced()
+            return self.div(*a, *b)
         if t in ("(", "{"):
             v = self.expr()
             self.take(")" if t == "(" else "}")
@@ -970,18 +1071,18 @@ class _QuickValue:
 
     @classmethod
     def of(cls, s: str) -> tuple[complex, float] | None:
+        """(value, error bound), or None if ``s`` is not of the plain form."""
         try:
             q = cls(s)
             v = q.expr()
-            return (v, q.scale) if q.i == len(q.toks) else None
+            return v if q.i == len(q.toks) else None
         except (ValueError, ZeroDivisionError, OverflowError):
             return None
 
 
 def _far_apart(g: str, r: str) -> bool:
     qg, qr = _QuickValue.of(g), _QuickValue.of(r)
-    return (qg is not None and qr is not None
-            and abs(qg[0] - qr[0]) > 1e-9 * max(qg[1], qr[1]))
+    return qg is not None and qr is not None and abs(qg[0] - qr[0]) > 2 * (qg[1] + qr[1]) + 1e-300
 
 
 def _sympy_equiv(g: str, r: str) -> bool:
@@ -1029,7 +1130,7 @@ def _sympy_equation(gp: list[str], rp: list[str]) -> bool:
         zeros = [_zero_at(ratio - c, at) for at in rest]
         if False in zeros:
             return False
-        if None not in zeros:
+        if None not in zeros and not _piecewise(ratio):
             return True
     try:
         if sympy.count_ops(ratio) > _SIMPLIFY_MAX_OPS:
