@@ -27,6 +27,7 @@ setup(
         "safetensors>=0.4",
         "tqdm",
         "wandb>=0.19",  # every recipe logs with --use_wb True (offline without a key)
+        "peft>=0.15,<0.22",  # --lora_rank (lora.py); 0.21.2 verified with torch 2.13.0+cpu, transformers 5.19
     ],
     extras_require={
         # Both must stay inside vllm_backend.SUPPORTED (tests/test_install.py checks every

@@ -97,7 +97,7 @@ def _netrc_has_wandb() -> bool:
 
 def setup(flags: dict):
     """Everything that can fail on bad input, before any model loads."""
-    from understand_r1_zero import checkpoint
+    from understand_r1_zero import checkpoint, lora
     from understand_r1_zero.config import from_flags
     from understand_r1_zero.data import load_eval, load_prompts
     from understand_r1_zero.rewards import check_references
@@ -107,6 +107,7 @@ def setup(flags: dict):
         _check_wandb(cfg, rank0=os.environ.get("RANK", "0") == "0")
         _check_pretrain(cfg.pretrain)
         resume = checkpoint.find_resume(cfg)
+        lora.check(cfg)  # --lora_* against the model's layers, on a weightless copy
         prompts = load_prompts(cfg.prompt_data, cfg.train_split, cfg.input_key, cfg.output_key,
                                limit=cfg.max_train_samples)
         check_references(cfg.reward, prompts[1], f"--prompt_data {cfg.prompt_data}")
@@ -134,17 +135,16 @@ class Parts:
     device: object
 
 
-def build_models(cfg, resume, rank, world, device, tpl, questions, eval_tasks):
-    """The learner (from --pretrain; a resume loads its state later) and the actor (from the
-    checkpoint when resuming). The tokenizer and every prompt's length are checked here, before
-    the run directory is touched."""
+def build_models(cfg, rank, world, device, tpl, questions, eval_tasks):
+    """The learner and the actor, both from --pretrain (a resume loads the learner's state later,
+    and the actor's weights from it). The tokenizer and every prompt's length are checked here,
+    before the run directory is touched."""
     from transformers import AutoTokenizer
 
     from understand_r1_zero.actor import check_tokenizer, make_actor
     from understand_r1_zero.learner import Learner
 
-    base = _resolve_pretrain(cfg, rank)
-    actor_path = os.path.join(resume, "model") if resume else base
+    base = actor_path = _resolve_pretrain(cfg, rank)
     try:  # a tokenizer that disagrees with its model: one line, before the models load
         _, _, pad_id = check_tokenizer(AutoTokenizer.from_pretrained(actor_path), actor_path)
     except ValueError as e:
@@ -446,7 +446,10 @@ def main(**flags):
         f"responses/step; {cfg.updates_per_step} optimizer update(s)/step; eval tasks: {list(eval_tasks) or 'none'}")
 
     # ---------------------------------------------------------------- models, run directory, resume
-    learner, actor = build_models(cfg, resume, rank, world, device, tpl, questions, eval_tasks)
+    learner, actor = build_models(cfg, rank, world, device, tpl, questions, eval_tasks)
+    trainable, total = learner.sizes
+    log(f"[setup] learner: {total / 1e6:.2f}M parameters, {trainable / 1e6:.2f}M trainable ({100 * trainable / total:.2f}%)"
+        + (f": LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g} on {cfg.lora_target_modules}" if cfg.lora_rank else ""))
     if rank == 0:  # only now, with every input checked, does anything touch save_path
         checkpoint.prepare_run_dir(cfg, log)
     dist.barrier()
@@ -456,12 +459,13 @@ def main(**flags):
     start_step = 0
     if resume:
         start_step = checkpoint.restore(resume, cfg, learner=learner, order=order, tracker=tracker, rank=rank)
+        actor.load_weights(learner.named_weights())  # the actor started from --pretrain
         log(f"[resume] from {resume} at step {start_step} (prompt position {order.position})")
     log_row = MetricsLog(cfg, rank)
 
-    def save(step, model_only=False):
+    def save(step, model_only=False, last=False):
         log("[save] " + checkpoint.save(cfg, step, learner=learner, tokenizer=actor.tokenizer, position=order.position,
-                                        tracker=tracker, rank=rank, world=world, model_only=model_only))
+                                        tracker=tracker, rank=rank, world=world, model_only=model_only, last=last))
 
     # ---------------------------------------------------------------- step 0 eval
     last_eval = run_eval(p, eval_tasks, start_step, log) if start_step == 0 else {}
@@ -491,7 +495,7 @@ def main(**flags):
                         **({"eval_acc": f"{acc:.2f}"} if acc is not None else {}))
         bar.update(1)
         if final:
-            save(step, model_only=cfg.save_final_only_model)
+            save(step, model_only=cfg.save_final_only_model, last=True)
             if step < cfg.max_steps:
                 log(f"[done] --num_prompt_epoch {cfg.num_prompt_epoch} reached at step {step}")
             break

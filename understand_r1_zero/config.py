@@ -82,7 +82,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     beta: float = 0.0
-    """KL coefficient; a reference model is loaded only when > 0."""
+    """KL coefficient; a reference model is loaded only when > 0 (under LoRA: the base model, the adapter switched off)."""
     kl_kind: str = "k3"
     """KL estimator: k1, k2 or k3."""
     clip_low: float = -1.0
@@ -99,6 +99,15 @@ class TrainConfig:
     """Dual-clip (verl's clip_ratio_c): for negative advantages the loss is capped at -A * c; > 1 (e.g. 3), 0 = off."""
     scale_rewards: str = ""
     """Advantage std scaling (TRL's scale_rewards): group, batch (this process's batch) or none; empty = the algorithm's own (grpo: group, drgrpo: none)."""
+    # ------------------------------------------------------------ LoRA (lora.py)
+    lora_rank: int = 0
+    """LoRA rank r: train only a rank-r adapter (peft) on --lora_target_modules, the actor gets W + (alpha/r) B A (0 = off: full fine-tuning). LoRA wants a ~10x larger --learning_rate (the demo: 5e-4)."""
+    lora_alpha: float = 32.0
+    """LoRA alpha: the adapter's update B A is scaled by alpha / r."""
+    lora_dropout: float = 0.0
+    """LoRA dropout on the adapter's input. The learner runs in training mode, so it is active in every learner pass (as in TRL): with one update per step old = current.detach() and the ratio is still exactly 1; with several updates a step (--num_ppo_epochs > 1, or --train_batch_size below the rollout batch) the old-logprob pass draws its own mask. The reference (adapter off) and the sampler never apply it."""
+    lora_target_modules: str = "all-linear"
+    """Layers LoRA adapts: all-linear (every linear layer but the output head) or comma-separated module names (q_proj,v_proj), matched as name suffixes, as peft does."""
     # ------------------------------------------------------------ duration and seed
     max_steps: int = 80
     """RL steps (each: sample, grade, update, sync)."""
@@ -241,6 +250,7 @@ class TrainConfig:
         if not 0 < self.mvar_alpha < self.mvar_beta < 1:
             raise ValueError(f"need 0 < --mvar_alpha < --mvar_beta < 1, got {self.mvar_alpha}, {self.mvar_beta}")
         _check_algorithm_flags(self, ALGORITHMS[self.algo])
+        _check_lora_flags(self)
         if self.clip_low < 0:  # the registry entry holds the clip range; the flags override it
             self.clip_low = ALGORITHMS[self.algo].clip_low
         if self.clip_high < 0:
@@ -306,12 +316,13 @@ RUN_KEYS = ("pretrain", "algo", "reward", "prompt_template", "prompt_data", "tra
             "max_train_samples", "seed", "rollout_batch_size", "num_samples", "train_batch_size",
             "generate_max_length", "temperature", "top_p", "num_ppo_epochs", "learning_rate",
             "lr_scheduler", "warmup_steps", "max_norm", "weight_decay", "beta", "kl_kind", "clip_low",
-            "clip_high", "clip_ratio_c", "tis_cap", "tis_level", "tis_mode", "truncated", "zero_stage", "bf16")
+            "clip_high", "clip_ratio_c", "tis_cap", "tis_level", "tis_mode", "truncated", "zero_stage", "bf16",
+            "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules")
 
 
 # Flags added after runs were saved without them, where the old behaviour is not the new default:
 # a stored config lacking one ran with this value (so resuming it under the new default is refused).
-LEGACY_DEFAULTS = {"mvar_std_of": "advantage"}
+LEGACY_DEFAULTS = {"mvar_std_of": "advantage", "lora_rank": 0}
 
 
 def _check_algorithm_flags(cfg, algo) -> None:
@@ -330,6 +341,23 @@ def _check_algorithm_flags(cfg, algo) -> None:
     if "keep" in algo.flags and (cfg.gfpo_keep or cfg.num_samples // 2) < 2:
         raise ValueError(f"--algo {algo.name} keeps {cfg.gfpo_keep or cfg.num_samples // 2} response(s) per "
                          f"group, and one alone has advantage 0: raise --gfpo_keep or --num_samples")
+
+
+def _check_lora_flags(cfg) -> None:
+    """--lora_* values (their fit to the model is lora.check's, at setup); without --lora_rank
+    the others would be ignored, so a changed one is refused."""
+    if cfg.lora_rank < 0:
+        raise ValueError(f"--lora_rank must be >= 0 (0 = full fine-tuning), got {cfg.lora_rank}")
+    if not cfg.lora_rank:
+        defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+        changed = [k for k in ("lora_alpha", "lora_dropout", "lora_target_modules") if getattr(cfg, k) != defaults[k]]
+        if changed:
+            raise ValueError(f"--{changed[0]} has no effect without LoRA: pass --lora_rank R (e.g. 16) or leave it unset")
+        return
+    if cfg.lora_alpha <= 0:
+        raise ValueError(f"--lora_alpha must be > 0, got {cfg.lora_alpha}")
+    if not 0 <= cfg.lora_dropout < 1:
+        raise ValueError(f"--lora_dropout must be in [0, 1), got {cfg.lora_dropout}")
 
 
 def _choice(name, value, valid):

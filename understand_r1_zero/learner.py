@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import losses
+from . import lora, losses
 from .rollout import collate_grouped, response_logprobs
 
 
@@ -126,6 +126,9 @@ class Learner:
         self.zero_stage = 1 if cfg.bf16 and cfg.zero_stage == 0 else cfg.zero_stage
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.lora_rank:  # only the adapter requires grad: the optimizer below holds its state alone
+            model = lora.wrap(model, cfg)
+        self.sizes = lora.param_counts(model)  # (trainable, total), before ZeRO-3 partitions them
         self.per_rank_update = cfg.train_batch_size // world_size  # responses per update per rank
         gas = self.per_rank_update // cfg.micro_batch_size
         ds_config = {
@@ -158,7 +161,9 @@ class Learner:
         # gradient checkpointing, so there every response row recomputes its prompt.
         self.share_prompts = cfg.share_prompts and not cfg.gradient_checkpointing
         self.ref = None
-        if cfg.beta > 0 or self.algo.ref_model:
+        if (cfg.beta > 0 or self.algo.ref_model) and cfg.lora_rank:  # the base model: no second copy
+            self.ref = lora.AdapterDisabled(self.engine.module)
+        elif cfg.beta > 0 or self.algo.ref_model:
             self.ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
             self.ref.requires_grad_(False)
 
@@ -324,17 +329,26 @@ class Learner:
         return float(torch.where(m, r, torch.zeros_like(r)).max()) if m.any() else 0.0
 
     # ------------------------------------------------------------------ weights
-    def named_weights(self):
-        """Yield (HF name, full tensor) one parameter at a time; under ZeRO-3 each is gathered
-        just for the duration of its yield, so no second full copy of the model is built.
-        Collective under ZeRO-3: every rank must iterate in the same order."""
+    def _gathered(self, params):
+        """Under ZeRO-3, ``params`` whole for the duration of the context (collective)."""
+        import contextlib
+
         import deepspeed
 
+        if self.zero_stage == 3:
+            return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+        return contextlib.nullcontext()
+
+    def named_weights(self):
+        """Yield (HF name, full tensor) one parameter at a time; under ZeRO-3 each is gathered
+        just for the duration of its yield, so no second full copy of the model is built. Under
+        LoRA the adapted weights come merged (W + (alpha/r) B A), one layer at a time.
+        Collective under ZeRO-3: every rank must iterate in the same order."""
+        if self.cfg.lora_rank:
+            yield from lora.merged_weights(self.engine.module, self._gathered)
+            return
         for name, p in self.engine.module.named_parameters():
-            if self.zero_stage == 3:
-                with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
-                    yield name, p.data
-            else:
+            with self._gathered([p]):
                 yield name, p.data
 
     def full_state_dict(self, rank: int) -> dict | None:
@@ -345,12 +359,34 @@ class Learner:
                 sd[name] = t.detach().to("cpu", copy=True)
         return sd if rank == 0 else None
 
+    def adapter_state_dict(self, rank: int) -> dict | None:
+        """LoRA: the adapter's tensors (peft's names) on rank 0, gathered under ZeRO-3; else None."""
+        if not self.cfg.lora_rank:
+            return None
+        sd = {}
+        for name, p in lora.adapter_params(self.engine.module):
+            with self._gathered([p]):
+                if rank == 0:
+                    sd[name] = p.data.detach().to("cpu", copy=True)
+        return sd if rank == 0 else None
+
     # ------------------------------------------------------------------ checkpoints
     def save(self, ckpt_dir: str, client_state: dict) -> None:
-        self.engine.save_checkpoint(ckpt_dir, tag="deepspeed", client_state=client_state)
+        # LoRA: the frozen base is --pretrain's, so DeepSpeed stores the adapter (and its optimizer) alone
+        self.engine.save_checkpoint(ckpt_dir, tag="deepspeed", client_state=client_state,
+                                    exclude_frozen_parameters=bool(self.cfg.lora_rank))
+
+    def save_pretrained(self, out_dir: str, state_dict: dict) -> None:
+        """The HF model directory (config + safetensors) of ``state_dict`` (``full_state_dict``'s)."""
+        module = self.engine.module.get_base_model() if self.cfg.lora_rank else self.engine.module
+        module.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
+
+    def save_adapter(self, out_dir: str, state_dict: dict) -> None:
+        lora.save_adapter(self.engine.module, out_dir, state_dict)
 
     def load(self, ckpt_dir: str) -> dict:
-        path, client = self.engine.load_checkpoint(ckpt_dir, tag="deepspeed")
+        path, client = self.engine.load_checkpoint(ckpt_dir, tag="deepspeed",
+                                                   load_module_strict=not self.cfg.lora_rank)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state in {ckpt_dir}/deepspeed; is it a checkpoint dir?")
         return client
