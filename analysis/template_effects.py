@@ -170,7 +170,8 @@ def template_effects(model: str, tasks=None, templates=DEFAULT_TEMPLATES, *, eva
     from understand_r1_zero.evaluation import evaluate
 
     problems = _load_tasks(tasks, eval_data, limit)
-    resolved = {name: resolve_template(name) for name in _names(templates)}  # fail before loading a model
+    resolved = (dict(templates) if isinstance(templates, dict)  # {label: Template}, e.g. a custom few-shot
+                else {name: resolve_template(name) for name in _names(templates)})  # fail before loading a model
     if not resolved:
         raise ValueError("no templates given")
     own = actor is None

@@ -27,6 +27,13 @@ on a quiet 2-core box):
   with ``recheck_prob``. Re-checks lengthen a response without changing its answer: the lever
   ``analysis`` uses to study GRPO's length bias (incorrect responses growing longer).
 
+**The miniature** (``MINIATURE``, used by ``analysis/reproduce.py``) continues the demo's base
+model for 300 steps on a corpus with the paper's findings planted: three templates in unequal
+shares with different slip rates (the template bias), hasty one-line slips that announce
+themselves (``Quick sum: 485+742=1117``, so a wrong path is visible to the model when it decides
+whether to re-check), more re-checks (the length lever), and 2- and 3-digit operands in equal
+shares (an easy and a hard question set).
+
 ``build_base_model()`` caches the model under ``$URZ_CACHE`` (default ``~/.cache/understand_r1_zero``)
 keyed by a hash of its config and ``CODE_VERSION``; bump ``CODE_VERSION`` when a change here would
 change the built model.
@@ -178,15 +185,44 @@ class Mix:
     """Solutions opening with a sentence."""
     recheck_prob: float = 0.15
     """Chance of a first re-check line, and of each further one (geometric; mean p / (1 - p))."""
+    max_rechecks: int = 8
+    """Most re-check lines one solution carries."""
+    hasty_marker: str = ""
+    """The miniature's hasty writer: a slipped solution skips the columns and writes the
+    carry-less sum on one line after this marker, ``Quick sum: 485+742=1117``. The model then sees
+    which path it took when it decides whether to re-check, and a wrong response is short, so a
+    re-check line changes its length by half (GRPO's 1/|o| then favours it most). Empty (the
+    demo): a slip writes the columns without carries."""
 
 
 def sample_solution(a: int, b: int, rng: random.Random, mix: Mix = Mix()) -> str:
     """One corpus solution: each imperfection drawn independently with the ``mix`` probabilities."""
     rechecks = 0
-    while rng.random() < mix.recheck_prob and rechecks < 8:
+    while rng.random() < mix.recheck_prob and rechecks < mix.max_rechecks:
         rechecks += 1
-    return solution(a, b, carry=rng.random() >= mix.slip_prob, boxed=rng.random() >= mix.unboxed_prob,
-                    rechecks=rechecks, verbose=rng.random() < mix.verbose_prob)
+    carry = rng.random() >= mix.slip_prob
+    boxed = rng.random() >= mix.unboxed_prob
+    verbose = rng.random() < mix.verbose_prob
+    if mix.hasty_marker and not carry:
+        return hasty_solution(a, b, mix.hasty_marker, boxed=boxed, rechecks=rechecks)
+    return solution(a, b, carry=carry, boxed=boxed, rechecks=rechecks, verbose=verbose)
+
+
+def hasty_solution(a: int, b: int, marker: str = "Quick sum:", *, boxed: bool = True, rechecks: int = 0) -> str:
+    """The miniature's slipped solution: the marker and the carry-less sum on one line."""
+    ans = column_answer(a, b, carry=False)
+    lines = [f"{marker} {a}+{b}={ans}"] + [f"Check: {a}+{b}={ans}. Yes."] * rechecks
+    lines.append(f"\\boxed{{{ans}}}" if boxed else f"The answer is {ans}.")
+    return "\n".join(lines)
+
+
+def r1_ending(text: str) -> str:
+    """A solution rewritten in the r1 template's format: the reasoning, then ``</think>`` and the
+    answer in ``<answer>`` tags (the prompt already opened ``<think>``)."""
+    *body, last = text.split("\n")
+    m = re.fullmatch(r"\\boxed\{(.*)\}|The answer is (.*)\.", last)
+    ans = (m.group(1) or m.group(2)) if m else last
+    return "\n".join(body) + f" </think> <answer> {ans} </answer>"
 
 
 # ------------------------------------------------------------------ the base model
@@ -211,13 +247,38 @@ class BaseModelConfig:
     warmup_steps: int = 30
     template: str = "qwen_math"
     """The prompt the corpus is conditioned on: the demo trains and evaluates with the same one."""
+    template_mix: tuple = ()
+    """The miniature's planted template bias: ``((template, share, slip_prob), ...)``. Each
+    pretraining batch draws one template by share and uses its slip probability (so a template's
+    accuracy is planted, not learned by accident). Empty: every example uses ``template``."""
+    r1_tag_prob: float = 1.0
+    """Share of r1-prompt solutions that close in the r1 format (`` </think> <answer> N </answer>``);
+    the rest answer in the habitual ``\\boxed{N}`` the r1 rule does not read (reward 0)."""
     min_digits: int = DEMO.min_digits
     max_digits: int = DEMO.max_digits
     mix: Mix = Mix()
     seed: int = 0
+    uniform_digits: bool = False
+    """Draw each operand's digit count uniformly first (the miniature: 2-digit sums are half the
+    corpus, so its easy question set is in distribution); False: uniform over the numbers."""
+    parent: tuple = ()
+    """Continue pretraining from another built model instead of from scratch: the ``(field,
+    value)`` pairs of its ``BaseModelConfig`` (``(("seed", 1),)`` is the demo's base). Its tokenizer
+    is kept. The miniature starts from the demo's base, which already reads and adds digits
+    (from scratch, 600 steps over three templates did not get there)."""
 
     def key(self) -> str:
-        blob = json.dumps([CODE_VERSION, dataclasses.asdict(self)], sort_keys=True)
+        fields = dataclasses.asdict(self)
+        # the miniature's fields, absent from the demo's key
+        for name in ("template_mix", "r1_tag_prob", "uniform_digits", "parent"):
+            if getattr(self, name) == getattr(BaseModelConfig, name):
+                del fields[name]
+        if self.parent:  # the parent's own key: a change to its defaults rebuilds the child too
+            fields["parent"] = BaseModelConfig(**dict(self.parent)).key()
+        for name in ("max_rechecks", "hasty_marker"):
+            if getattr(self.mix, name) == getattr(Mix, name):
+                del fields["mix"][name]
+        blob = json.dumps([CODE_VERSION, fields], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -227,17 +288,31 @@ def default_cache_dir() -> str:
 
 
 def corpus_examples(cfg: BaseModelConfig, rng: random.Random, n: int) -> list[tuple[str, str]]:
-    """n (prompt, response) pairs from the train pool; the response ends with <|im_end|>."""
+    """n (prompt, response) pairs from the train pool; the response ends with <|im_end|>.
+
+    With ``cfg.template_mix`` all n share one template, drawn by share (one per batch)."""
     from .templates import get_template
 
-    fmt = get_template(cfg.template).format
+    name, mix = cfg.template, cfg.mix
+    if cfg.template_mix:
+        names, shares, slips = zip(*cfg.template_mix)
+        i = rng.choices(range(len(names)), weights=shares)[0]
+        name, mix = names[i], dataclasses.replace(cfg.mix, slip_prob=slips[i])
+    fmt = get_template(name).format
     out = []
     while len(out) < n:
-        a, b = _operands(rng, cfg.min_digits, cfg.max_digits)
+        if cfg.uniform_digits:
+            da, db = rng.randint(cfg.min_digits, cfg.max_digits), rng.randint(cfg.min_digits, cfg.max_digits)
+            a, b = rng.randint(10 ** (da - 1), 10 ** da - 1), rng.randint(10 ** (db - 1), 10 ** db - 1)
+        else:
+            a, b = _operands(rng, cfg.min_digits, cfg.max_digits)
         if is_held_out(a, b):
             continue
         q = make_problem(a, b, rng.randrange(len(PHRASINGS)))["problem"]
-        out.append((fmt(q), sample_solution(a, b, rng, cfg.mix) + "<|im_end|>"))
+        text = sample_solution(a, b, rng, mix)
+        if cfg.template_mix and name == "r1" and rng.random() < cfg.r1_tag_prob:
+            text = r1_ending(text)
+        out.append((fmt(q), text + "<|im_end|>"))
     return out
 
 
@@ -282,7 +357,7 @@ def lm_loss(model, ids, mask, labels, shared: int = 0):
                  past_key_values=cache, labels=labels[:, shared:]).loss
 
 
-def pretrain(cfg: BaseModelConfig, out_dir: str, *, log_every: int = 100) -> str:
+def pretrain(cfg: BaseModelConfig, out_dir: str, *, log_every: int = 100, cache_dir: str | None = None) -> str:
     """Build the tokenizer, train the tiny Qwen2 on the corpus, save it to ``out_dir`` atomically."""
     import torch
     from transformers import GenerationConfig, Qwen2ForCausalLM
@@ -290,14 +365,22 @@ def pretrain(cfg: BaseModelConfig, out_dir: str, *, log_every: int = 100) -> str
     from .tiny import _corpus, build_tokenizer, save_model_dir, tiny_config
 
     rng = random.Random(f"synthetic-corpus-{cfg.seed}")
-    tok = build_tokenizer(cfg.vocab_size,
-                          _corpus() + [p + r for p, r in corpus_examples(cfg, rng, 2000)])
-    stop_ids = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-    mcfg = tiny_config(len(tok), hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                       num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
-                       eos_token_id=stop_ids, pad_token_id=tok.pad_token_id)
     torch.manual_seed(cfg.seed)
-    model = Qwen2ForCausalLM(mcfg)
+    if cfg.parent:
+        from transformers import AutoTokenizer
+
+        parent_dir = build_base_model(cache_dir, **dict(cfg.parent))  # the architecture fields are the parent's
+        tok = AutoTokenizer.from_pretrained(parent_dir)
+        model = Qwen2ForCausalLM.from_pretrained(parent_dir)
+        stop_ids = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    else:
+        tok = build_tokenizer(cfg.vocab_size,
+                              _corpus() + [p + r for p, r in corpus_examples(cfg, rng, 2000)])
+        stop_ids = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+        mcfg = tiny_config(len(tok), hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                           num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
+                           eos_token_id=stop_ids, pad_token_id=tok.pad_token_id)
+        model = Qwen2ForCausalLM(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.98),
                             weight_decay=0.01)
 
@@ -327,12 +410,33 @@ def pretrain(cfg: BaseModelConfig, out_dir: str, *, log_every: int = 100) -> str
     return out_dir
 
 
+
+
 # The demo's base-model seed. Pretraining is seeded, but its weights also depend on the CPU's
 # float rounding, and how fast RL then learns carries depends on the build: on a 2-core Intel Xeon
 # box, seed 0 plateaued near 0.5 held-out accuracy (0.28 -> 0.51 at step 20, 0.50 at step 60, for
 # run seeds 42, 0 and 1 alike) while seed 1 reached 0.91 at step 10; on the AMD EPYC box of earlier
 # sessions seed 0 reached 0.99 by step 20. Seed 1 is the default since; the README has the figures.
 DEMO_BASE_SEED = 1
+
+
+# The miniature (analysis/reproduce.py): the same addition task with findings to reproduce. A
+# planted template bias: half the pretraining batches are in the ``no`` template (slip 0.45, so
+# greedy decoding takes the careful path), 30% in qwen_math (slip 0.75: greedy takes the slip) and
+# 20% in r1, of which only 35% close in the r1 format (greedy answers in \\boxed{}, which the r1
+# rule does not read). A slipped solution is hasty -- ``Quick sum: 485+742=1117``, one line -- so
+# the model sees which path it took when it decides whether to re-check (recheck_prob 0.3, at most
+# 3), and a re-check lengthens a short wrong response by half: the lever GRPO's 1/|o| biases.
+MINIATURE = dict(
+    template_mix=(("no", 0.5, 0.45), ("qwen_math", 0.3, 0.75), ("r1", 0.2, 0.6)),
+    r1_tag_prob=0.35,
+    mix=Mix(slip_prob=0.6, recheck_prob=0.3, max_rechecks=3, hasty_marker="Quick sum:"),
+    uniform_digits=True,
+    parent=(("seed", DEMO_BASE_SEED),),
+    steps=300,
+    learning_rate=1e-3,
+    warmup_steps=10,
+)
 
 
 def build_base_model(cache_dir: str | None = None, seed: int = DEMO_BASE_SEED, *, threads: int = 2,
@@ -356,7 +460,7 @@ def build_base_model(cache_dir: str | None = None, seed: int = DEMO_BASE_SEED, *
     before = torch.get_num_threads()  # the caller's setting survives the build
     torch.set_num_threads(threads)
     try:
-        pretrain(cfg, out)
+        pretrain(cfg, out, cache_dir=cache_dir)
     finally:
         torch.set_num_threads(before)
     seconds = time.time() - t0
