@@ -1,6 +1,6 @@
 r"""The miniature's findings in one command: length bias, template effects, self-reflection.
 
-    python analysis/reproduce.py                 # the full study: ~38 min on 2 cores with the demo's base cached
+    python analysis/reproduce.py                 # the full study: 17 min from an empty cache on 2 Xeon cores (46 on EPYC)
     python analysis/reproduce.py --short True    # the shortened version the tests run (1 seed, few steps)
 
 It builds the miniature base model (``synthetic.MINIATURE``: the demo's addition task with a
@@ -163,14 +163,24 @@ def _t95(k: int) -> float:
     return float(stats.t.ppf(0.975, k - 1)) if k > 1 else float("nan")
 
 
+def lengths_per_seed(runs: dict[int, dict[str, str]]) -> dict[int, pd.DataFrame]:
+    """``length_bias.length_by_outcome`` of each seed's runs, read once for the verdict and the bands."""
+    out = {}
+    for s, by_algo in runs.items():
+        out[s], _ = length_bias.length_by_outcome(by_algo)
+        plt.close("all")
+    return out
+
+
 def length_bias_across_seeds(runs: dict[int, dict[str, str]], eval_task: str = "mixed",
-                             frac: float = 1 / 3) -> dict:
+                             frac: float = 1 / 3, lengths: dict[int, pd.DataFrame] | None = None) -> dict:
     """The acceptance numbers: for each seed, GRPO minus Dr. GRPO incorrect-response length on
     the same prompts in the last ``frac`` of steps (``length_bias.paired_by_prompt``), then the
     mean over seeds with two standard errors -- across seeds (sd / sqrt(k): the seed-to-seed
     spread) and pooled from the within-seed paired SEs -- and the larger one decides. Also the
     unpaired last-window means and the final held-out accuracy of every algorithm."""
     seeds = sorted(runs)
+    lengths = lengths if lengths is not None else lengths_per_seed(runs)
     per_seed = []
     for s in seeds:
         p = length_bias.paired_by_prompt(runs[s]["grpo"], runs[s]["drgrpo"], frac)
@@ -180,20 +190,19 @@ def length_bias_across_seeds(runs: dict[int, dict[str, str]], eval_task: str = "
         if not (np.isfinite(p["last_mean_diff"]) and np.isfinite(p["last_se"])):
             raise RuntimeError(f"seed {s}: fewer than 2 prompts with incorrect responses in both runs' last "
                                f"window ({p['last_pairs']}): the task is too easy to measure a length bias")
-        df, _ = length_bias.length_by_outcome({a: d for a, d in runs[s].items()})
-        plt.close("all")
-        summ = length_bias.window_summary(df, frac).set_index(["run", "outcome"])
+        summ = length_bias.window_summary(lengths[s], frac).set_index(["run", "outcome"])
         rec = {"seed": s, "paired_last_gap": p["last_mean_diff"], "paired_last_se": p["last_se"],
                "paired_last_pairs": p["last_pairs"], "paired_first_gap": p["first_mean_diff"],
                "paired_first_se": p["first_se"]}
         for a in runs[s]:
+            curve = eval_curve(runs[s][a])
+            curve = curve[curve["task"] == eval_task]
             for o in ("correct", "incorrect"):
                 rec[f"{a}_{o}_last_mean"] = float(summ.loc[(a, o), "last_mean"])
                 rec[f"{a}_{o}_first_mean"] = float(summ.loc[(a, o), "first_mean"])
             rec[f"{a}_incorrect_last_n"] = float(summ.loc[(a, "incorrect"), "last_n"])
-            rec[f"{a}_final_accuracy"] = final_accuracy(runs[s][a], eval_task)
-            rec[f"{a}_base_accuracy"] = float(eval_curve(runs[s][a]).query("step == 0 and task == @eval_task")
-                                              ["accuracy"].iloc[0])
+            rec[f"{a}_final_accuracy"] = float(curve.loc[curve["step"].idxmax(), "accuracy"])
+            rec[f"{a}_base_accuracy"] = float(curve.loc[curve["step"].idxmin(), "accuracy"])
         per_seed.append(rec)
     t = pd.DataFrame(per_seed)
     k = len(seeds)
@@ -234,13 +243,13 @@ def length_bias_across_seeds(runs: dict[int, dict[str, str]], eval_task: str = "
     return out
 
 
-def seed_bands(runs: dict[int, dict[str, str]]) -> pd.DataFrame:
+def seed_bands(runs: dict[int, dict[str, str]], lengths: dict[int, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per algorithm x step x outcome: the mean over seeds of the per-seed mean length, its SE
     across seeds, and the share of responses in that outcome."""
+    lengths = lengths if lengths is not None else lengths_per_seed(runs)
     parts = []
-    for s, by_algo in runs.items():
-        df, _ = length_bias.length_by_outcome(by_algo)
-        plt.close("all")
+    for s in runs:
+        df = lengths[s]
         tot = df.groupby(["run", "step"])["n"].transform("sum")
         parts.append(df.assign(seed=s, share=df["n"] / tot))
     d = pd.concat(parts, ignore_index=True)
@@ -291,7 +300,8 @@ def plot_length_bias(bands: pd.DataFrame, result: dict, smooth: int = 5):
     fig.suptitle(f"Length bias on the miniature ({k} seed(s); mean over seeds, band = 1 SE across seeds, "
                  f"{smooth}-step centred mean) -- cf. Dr. GRPO paper Fig. 5\n"
                  + textwrap.fill(result["summary"], 180), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.84))
+    fig.tight_layout()
+    fig.subplots_adjust(top=0.78)  # room for the three-line title, no more
     return fig
 
 
@@ -439,8 +449,9 @@ def main(out: str = "analysis/results", runs_dir: str = "runs/reproduce", short:
             runs[s][algo] = save
     ldir = os.path.join(out, "length_bias")
     os.makedirs(ldir, exist_ok=True)
-    lb = length_bias_across_seeds(runs)
-    bands = seed_bands(runs)
+    lengths = lengths_per_seed(runs)
+    lb = length_bias_across_seeds(runs, lengths=lengths)
+    bands = seed_bands(runs, lengths)
     bands.to_csv(os.path.join(ldir, "length_by_outcome.csv"), index=False)
     pd.DataFrame(lb["per_seed"]).to_csv(os.path.join(ldir, "per_seed.csv"), index=False)
     fig = plot_length_bias(bands, lb)
