@@ -149,10 +149,21 @@ def eval_curve(run_dir: str) -> pd.DataFrame:
     return pd.DataFrame(recs, columns=["step", "task", "accuracy"])
 
 
-def final_accuracy(run_dir: str, task: str) -> float:
-    c = eval_curve(run_dir)
-    c = c[c["task"] == task]
+def end_accuracy(curve: pd.DataFrame, task: str) -> float:
+    """One task's held-out accuracy at its last evaluated step (of an ``eval_curve``)."""
+    c = curve[curve["task"] == task]
     return float(c.loc[c["step"].idxmax(), "accuracy"])
+
+
+def start_end(curve: pd.DataFrame, task: str) -> dict:
+    """One task's held-out accuracy at step 0 (the base model) and at its last evaluated step."""
+    c = curve[curve["task"] == task]
+    return {"start": float(c[c["step"] == 0]["accuracy"].iloc[0]), "end": end_accuracy(c, task),
+            "end_step": int(c["step"].max())}
+
+
+def final_accuracy(run_dir: str, task: str) -> float:
+    return end_accuracy(eval_curve(run_dir), task)
 
 
 # ----------------------------------------------------------------------------- length bias
@@ -195,14 +206,12 @@ def length_bias_across_seeds(runs: dict[int, dict[str, str]], eval_task: str = "
                "paired_last_pairs": p["last_pairs"], "paired_first_gap": p["first_mean_diff"],
                "paired_first_se": p["first_se"]}
         for a in runs[s]:
-            curve = eval_curve(runs[s][a])
-            curve = curve[curve["task"] == eval_task]
+            acc = start_end(eval_curve(runs[s][a]), eval_task)
             for o in ("correct", "incorrect"):
                 rec[f"{a}_{o}_last_mean"] = float(summ.loc[(a, o), "last_mean"])
                 rec[f"{a}_{o}_first_mean"] = float(summ.loc[(a, o), "first_mean"])
             rec[f"{a}_incorrect_last_n"] = float(summ.loc[(a, "incorrect"), "last_n"])
-            rec[f"{a}_final_accuracy"] = float(curve.loc[curve["step"].idxmax(), "accuracy"])
-            rec[f"{a}_base_accuracy"] = float(curve.loc[curve["step"].idxmin(), "accuracy"])
+            rec[f"{a}_final_accuracy"], rec[f"{a}_base_accuracy"] = acc["end"], acc["start"]
         per_seed.append(rec)
     t = pd.DataFrame(per_seed)
     k = len(seeds)
@@ -433,8 +442,7 @@ def main(out: str = "analysis/results", runs_dir: str = "runs/reproduce", short:
     fig.savefig(os.path.join(qdir, "question_sets.png"), dpi=110)
     plt.close(fig)
     verdict["question_sets"] = {
-        f"trained_on_{q}": {t: {"start": float(c[(c["task"] == t) & (c["step"] == 0)]["accuracy"].iloc[0]),
-                                "end": final_accuracy(os.path.join(runs_dir, f"question_set_{q}"), t)}
+        f"trained_on_{q}": {t: {k: v for k, v in start_end(c, t).items() if k != "end_step"}
                             for t in ("easy", "hard")} for q, c in qcurves.items()}
 
     # 4. length bias over seeds, and self-reflection on the same runs
@@ -479,12 +487,7 @@ def main(out: str = "analysis/results", runs_dir: str = "runs/reproduce", short:
     fig.savefig(os.path.join(tdir, "templates.png"), dpi=110)
     plt.close(fig)
 
-    def start_end(c):
-        c = c[c["task"] == "mixed"]
-        return {"start": float(c[c["step"] == 0]["accuracy"].iloc[0]),
-                "end": float(c.loc[c["step"].idxmax(), "accuracy"]), "end_step": int(c["step"].max())}
-
-    rl = {t: start_end(c) for t, c in curves.items()}
+    rl = {t: start_end(c, "mixed") for t, c in curves.items()}
     gains = {t: v["end"] - v["start"] for t, v in rl.items()}
     verdict["templates"] = {
         "base_accuracy_greedy": base_acc,

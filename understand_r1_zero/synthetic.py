@@ -167,10 +167,12 @@ def solution(a: int, b: int, *, carry: bool = True, boxed: bool = True, rechecks
     lines = ["Add the digits column by column, starting from the ones."] if verbose else []
     for da, db, c, s in columns(a, b, carry=carry):
         lines.append(f"{da}+{db}+{c}={s}" if c else f"{da}+{db}={s}")
-    ans = column_answer(a, b, carry=carry)
-    lines += [f"Check: {a}+{b}={ans}. Yes."] * rechecks
-    lines.append(f"\\boxed{{{ans}}}" if boxed else f"The answer is {ans}.")
-    return "\n".join(lines)
+    return "\n".join(lines + _ending(a, b, column_answer(a, b, carry=carry), boxed=boxed, rechecks=rechecks))
+
+
+def _ending(a: int, b: int, ans: int, *, boxed: bool, rechecks: int) -> list[str]:
+    """A solution's last lines: ``rechecks`` re-check lines, then the answer (boxed or in words)."""
+    return [f"Check: {a}+{b}={ans}. Yes."] * rechecks + [f"\\boxed{{{ans}}}" if boxed else f"The answer is {ans}."]
 
 
 @dataclass(frozen=True)
@@ -211,9 +213,7 @@ def sample_solution(a: int, b: int, rng: random.Random, mix: Mix = Mix()) -> str
 def hasty_solution(a: int, b: int, marker: str = "Quick sum:", *, boxed: bool = True, rechecks: int = 0) -> str:
     """The miniature's slipped solution: the marker and the carry-less sum on one line."""
     ans = column_answer(a, b, carry=False)
-    lines = [f"{marker} {a}+{b}={ans}"] + [f"Check: {a}+{b}={ans}. Yes."] * rechecks
-    lines.append(f"\\boxed{{{ans}}}" if boxed else f"The answer is {ans}.")
-    return "\n".join(lines)
+    return "\n".join([f"{marker} {a}+{b}={ans}"] + _ending(a, b, ans, boxed=boxed, rechecks=rechecks))
 
 
 def r1_ending(text: str) -> str:
@@ -408,8 +408,6 @@ def pretrain(cfg: BaseModelConfig, out_dir: str, *, log_every: int = 100, cache_
     save_model_dir(model, tok, out_dir,
                    GenerationConfig(eos_token_id=stop_ids, pad_token_id=tok.pad_token_id))
     return out_dir
-
-
 
 
 # The demo's base-model seed. Pretraining is seeded, but its weights also depend on the CPU's
